@@ -1,0 +1,11 @@
+"""Built-in algorithms: one module per algorithm, each registered with `@register_algorithm`."""
+
+from moabench.algorithms import (  # noqa: F401  (imported for their registrations)
+    cagrad,
+    dynamic_weighting,
+    gapo,
+    ls,
+    mgda,
+    raco,
+    upgrad,
+)

@@ -1,0 +1,63 @@
+"""Gradient-based dynamic reward weighting (Lu et al., TACL 2026, arXiv 2509.11452).
+
+The weights move by mirror descent on each objective's influence, I_j = <g_j, sum_k g_k> (the
+row sums of H): w <- softmax(log w + eta_t * I / mu), eta_t the learning rate of the current step,
+mu = 1e-5 by default (the paper's; 1e-4 in some runs). The step uses the updated weights, a = w.
+
+Start: uniform weights, as in the paper (`initial_weights="uniform"`, default), so the preference
+vector is ignored; `initial_weights="preference"` starts from w instead. The rule is stateful:
+one instance per run. eta_t / mu sets how fast the weights move: mu should scale with the
+learning rate of the setting (mu ~ 10 * eta keeps the paper's ratio for LLM learning rates ~1e-6).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.special import log_softmax
+
+from moabench.algorithm import GramRule, register_algorithm
+
+
+def mirror_descent_step(
+    weights: np.ndarray, gram: np.ndarray, learning_rate: float, mu: float
+) -> np.ndarray:
+    """w <- softmax(log w + eta * I / mu) with the influence I = H 1."""
+    influence = gram.sum(axis=1)
+    with np.errstate(divide="ignore"):
+        logits = np.log(weights) + learning_rate * influence / mu
+    return np.exp(log_softmax(logits))
+
+
+class DynamicWeightingParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mu: float = Field(1e-5, gt=0, description="temperature of the mirror-descent weight update")
+    initial_weights: Literal["uniform", "preference"] = Field(
+        "uniform", description="start from uniform weights (paper) or from the preference"
+    )
+
+
+@register_algorithm("dynamic-weighting")
+class DynamicWeighting(GramRule):
+    """Dynamic reward weighting: weights move by mirror descent on each objective's influence."""
+
+    Params = DynamicWeightingParams
+
+    def __init__(self, preference: Any, **params: Any) -> None:
+        super().__init__(preference, **params)
+        m = len(self.preference)
+        self.weights = (
+            np.full(m, 1.0 / m)
+            if self.params.initial_weights == "uniform"
+            else self.preference.copy()
+        )
+
+    def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
+        self.weights = mirror_descent_step(self.weights, gram, learning_rate, self.params.mu)
+        return self.weights.copy()
+
+    def weight_trajectory_point(self) -> list[float]:
+        return self.weights.tolist()

@@ -1,0 +1,90 @@
+"""The algorithm interface and its registry.
+
+A gradient-level multi-objective algorithm is a *combination rule*: from the m x m Gram matrix
+H_ij = <g_i, g_j> of the per-objective gradients, the preference vector w and its own state, it
+returns coefficients a in R^m; the update direction is sum_i a_i g_i. The same rule object serves
+analytic problems, DPO losses and policy-gradient losses (see `moabench.gradients.combine`).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from moabench.preferences import validate_preference
+from moabench.registry import Registry
+
+
+class Paradigm(str, Enum):
+    """The training settings an algorithm can run in."""
+
+    ANALYTIC = "analytic"
+    PREFERENCE = "preference"
+    ONLINE = "online"
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Algorithm:
+    """Base class of every registered algorithm.
+
+    Subclasses set `paradigms`, a pydantic `Params` model (hyperparameters with defaults; unknown
+    fields are rejected) and a docstring whose first line is the one-line description.
+    """
+
+    name: ClassVar[str]
+    paradigms: ClassVar[frozenset[Paradigm]]
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, preference: Any, **params: Any) -> None:
+        self.params = self.Params(**params)
+        self.preference = validate_preference(preference)
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def supports(cls, paradigm: Paradigm) -> bool:
+        return paradigm in cls.paradigms
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Any]:
+        """Hyperparameter names and their defaults."""
+        return {name: field.default for name, field in cls.Params.model_fields.items()}
+
+
+class GramRule(Algorithm):
+    """A combination rule a = rule(H, w, state); see the module docstring."""
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset(Paradigm)
+    #: False for rules that only need the weighted loss sum (one backward pass, no Gram matrix).
+    needs_gram: ClassVar[bool] = True
+
+    def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
+        """Per-objective coefficients from the Gram matrix (float64, shape (m, m)).
+
+        `learning_rate` is the step size of the update about to be taken; only stateful rules whose
+        paper ties their own update to it (dynamic reward weighting) use it.
+        """
+        raise NotImplementedError
+
+    def weight_trajectory_point(self) -> list[float] | None:
+        """The rule's current internal weights, for rules whose weights move; None otherwise."""
+        return None
+
+
+algorithms: Registry[Algorithm] = Registry(
+    "algorithm", builtin_module="moabench.algorithms", entry_point_group="moabench.algorithms"
+)
+register_algorithm = algorithms.register
+
+
+def make_algorithm(name: str, preference: Any, **params: Any) -> Algorithm:
+    """Instantiate a registered algorithm by name, e.g. `make_algorithm("gapo", [0.5, 0.5], p=2)`."""
+    return algorithms.get(name)(preference, **params)

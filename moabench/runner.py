@@ -1,0 +1,112 @@
+"""One run: resolve and validate a config, train, and turn the outcome into a record.
+
+Configuration errors (unknown names, bad parameters or preferences, unsupported pairings) raise
+before anything runs; a run that diverges becomes a record with status "failed" and its reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ValidationError
+
+from moabench.algorithm import Algorithm, algorithms
+from moabench.preferences import validate_preference
+from moabench.records import Cost, RunConfig, RunRecord, Trajectory, provenance
+from moabench.task import DivergedError, Task, tasks
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot run; the message names the field at fault."""
+
+
+class UnsupportedPairingError(ConfigError):
+    """An algorithm asked to run on a task of a paradigm it does not support."""
+
+
+def _validated_params(model: type[BaseModel], params: dict[str, Any], owner: str) -> dict[str, Any]:
+    try:
+        return model(**params).model_dump(mode="json")
+    except ValidationError as error:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in e['loc'])!r}: {e['msg']}" for e in error.errors()
+        )
+        raise ConfigError(f"{owner}: {problems}") from None
+
+
+def resolve_config(
+    algorithm: str,
+    task: str,
+    preference: Any,
+    seed: int = 0,
+    algorithm_params: dict[str, Any] | None = None,
+    task_params: dict[str, Any] | None = None,
+) -> RunConfig:
+    """A validated `RunConfig` with every default filled in (so its key names the whole run)."""
+    algorithm_cls = algorithms.get(algorithm)
+    task_cls = tasks.get(task)
+    if not algorithm_cls.supports(task_cls.paradigm):
+        raise UnsupportedPairingError(
+            f"algorithm {algorithm!r} does not support {task_cls.paradigm.value} tasks such as "
+            f"{task!r} (it supports: {', '.join(sorted(p.value for p in algorithm_cls.paradigms))})"
+        )
+    resolved_algorithm = _validated_params(
+        algorithm_cls.Params, algorithm_params or {}, f"algorithm {algorithm!r}"
+    )
+    resolved_task = _validated_params(task_cls.Params, task_params or {}, f"task {task!r}")
+    n_objectives = task_cls(**resolved_task).space.n_objectives
+    weights = validate_preference(preference, n_objectives)
+    return RunConfig(
+        algorithm=algorithm,
+        algorithm_params=resolved_algorithm,
+        task=task,
+        task_params=resolved_task,
+        preference=[float(w) for w in weights],
+        seed=seed,
+    )
+
+
+def execute(config: RunConfig) -> RunRecord:
+    """Run `config` and return its record; divergence is recorded as a failure, not raised."""
+    task: Task = tasks.get(config.task)(**config.task_params)
+    algorithm: Algorithm = algorithms.get(config.algorithm)(
+        config.preference, **config.algorithm_params
+    )
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed % 2**32)
+    common = dict(
+        key=config.key(),
+        config=config,
+        paradigm=task.paradigm.value,
+        objective_space=task.space.to_record(),
+        provenance=provenance(),
+    )
+    start = time.perf_counter()
+    try:
+        output = task.run(algorithm, config.seed)
+    except DivergedError as error:
+        return RunRecord(
+            **common,
+            status="failed",
+            reason=f"diverged: {error}",
+            cost=Cost(wall_time_s=time.perf_counter() - start),
+        )
+    wall_time = time.perf_counter() - start
+    return RunRecord(
+        **common,
+        status="ok",
+        objectives=output.objectives,
+        trajectory=Trajectory(
+            steps=output.trajectory_steps,
+            objectives=output.trajectory,
+            weights=output.weight_trajectory,
+        ),
+        cost=Cost(
+            wall_time_s=wall_time,
+            steps=output.steps,
+            gradient_evaluations=output.gradient_evaluations,
+        ),
+    )

@@ -1,0 +1,121 @@
+"""The task interface and its registry.
+
+A task owns its objectives (names, which are maximised), its fixed normalisation (ideal and nadir
+points, recorded with every result so that hypervolumes are comparable), its reference Pareto front
+where one is known, and the training loop of its paradigm: `run(algorithm, seed)` returns the final
+objective vector and a trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from moabench.algorithm import Algorithm, Paradigm
+from moabench.registry import Registry
+
+#: Hypervolume reference point in the normalised minimisation space (ideal = 0, nadir = 1).
+HV_REFERENCE = 1.1
+
+
+@dataclass(frozen=True)
+class ObjectiveSpace:
+    """Objective names, their senses and the task-fixed normalisation, in raw (task) units.
+
+    This is the one place that knows which objectives are maximised: `normalize` maps raw objective
+    vectors to a minimisation space where the ideal point is 0 and the nadir point is 1.
+    """
+
+    names: tuple[str, ...]
+    maximize: tuple[bool, ...]
+    ideal: tuple[float, ...]
+    nadir: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        m = len(self.names)
+        if not (len(self.maximize) == len(self.ideal) == len(self.nadir) == m):
+            raise ValueError("names, maximize, ideal and nadir must have one entry per objective")
+        if any(i == n for i, n in zip(self.ideal, self.nadir)):
+            raise ValueError(f"ideal {self.ideal} and nadir {self.nadir} must differ everywhere")
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.names)
+
+    def normalize(self, objectives: np.ndarray) -> np.ndarray:
+        """Raw objective vectors (..., m) -> normalised minimisation space (ideal 0, nadir 1)."""
+        raw = np.asarray(objectives, dtype=np.float64)
+        ideal, nadir = np.asarray(self.ideal), np.asarray(self.nadir)
+        return (raw - ideal) / (nadir - ideal)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "maximize": list(self.maximize),
+            "ideal": list(self.ideal),
+            "nadir": list(self.nadir),
+            "hv_reference": HV_REFERENCE,
+        }
+
+
+@dataclass
+class RunOutput:
+    """What one training run produces, in raw objective units."""
+
+    objectives: list[float]
+    #: Objective vectors along training (the first is the starting point), at `trajectory_steps`.
+    trajectory: list[list[float]] = field(default_factory=list)
+    trajectory_steps: list[int] = field(default_factory=list)
+    #: The algorithm's internal weights along training, for algorithms whose weights move.
+    weight_trajectory: list[list[float]] = field(default_factory=list)
+    steps: int = 0
+    gradient_evaluations: int = 0
+
+
+class DivergedError(RuntimeError):
+    """A run whose objectives or gradients became NaN or infinite."""
+
+
+class Task:
+    """Base class of every registered task; subclasses set the class attributes and `run`."""
+
+    name: ClassVar[str]
+    paradigm: ClassVar[Paradigm]
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, **params: Any) -> None:
+        self.params = self.Params(**params)
+
+    @classmethod
+    def description(cls) -> str:
+        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Any]:
+        return {name: field.default for name, field in cls.Params.model_fields.items()}
+
+    @property
+    def space(self) -> ObjectiveSpace:
+        raise NotImplementedError
+
+    def pareto_front(self) -> np.ndarray | None:
+        """The exact (or numerically exact) Pareto front in raw units, or None when unknown."""
+        return None
+
+    def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        raise NotImplementedError
+
+
+class TaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+tasks: Registry[Task] = Registry("task", builtin_module="moabench.tasks", entry_point_group="moabench.tasks")
+register_task = tasks.register
+
+
+def make_task(name: str, **params: Any) -> Task:
+    return tasks.get(name)(**params)
