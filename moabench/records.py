@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from moabench.errors import describe_validation_error
+
 SCHEMA_VERSION = 1
 RECORDED_PACKAGES = (
     "moabench", "torch", "numpy", "scipy", "pymoo", "moocore", "quadprog", "torchjd", "pydantic",
@@ -114,9 +116,7 @@ def read_record(path: Path) -> RunRecord:
     try:
         record = RunRecord.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise CorruptRecordError(f"{path}: field {where!r}: {first['msg']}") from None
+        raise CorruptRecordError(f"{path}: {describe_validation_error(error)}") from None
     if record.key != record.config.key() or Path(path).stem != record.key:
         raise CorruptRecordError(f"{path}: key {record.key!r} does not match its config")
     return record

@@ -14,6 +14,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 
 from moabench.algorithm import Algorithm, algorithms
+from moabench.errors import describe_validation_error
 from moabench.preferences import validate_preference
 from moabench.records import Cost, RunConfig, RunRecord, Trajectory, provenance
 from moabench.task import DivergedError, Task, tasks
@@ -31,10 +32,7 @@ def _validated_params(model: type[BaseModel], params: dict[str, Any], owner: str
     try:
         return model(**params).model_dump(mode="json")
     except ValidationError as error:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in e['loc'])!r}: {e['msg']}" for e in error.errors()
-        )
-        raise ConfigError(f"{owner}: {problems}") from None
+        raise ConfigError(f"{owner}: {describe_validation_error(error)}") from None
 
 
 def resolve_config(

@@ -1,0 +1,25 @@
+"""Each rule's coefficients from an m x m Gram matrix (target: under 1 ms for m <= 8).
+
+Run: pytest benchmarks/test_bench_rules.py --benchmark-only
+"""
+
+import numpy as np
+import pytest
+
+from moabench import algorithms, make_algorithm
+
+RULES = ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting", "upgrad"]
+
+
+@pytest.mark.parametrize("m", [2, 3, 4, 8])
+@pytest.mark.parametrize("name", RULES)
+def test_rule_coefficients(benchmark, name, m):
+    assert name in algorithms.names()
+    rng = np.random.default_rng(m)
+    gradients = rng.normal(size=(m, 64))
+    gram = gradients @ gradients.T
+    preference = rng.dirichlet(np.ones(m))
+    rule = make_algorithm(name, preference)
+    benchmark.group = f"m={m}"
+    coefficients = benchmark(rule.coefficients, gram, 0.01)
+    assert coefficients.shape == (m,) and np.all(np.isfinite(coefficients))

@@ -1,0 +1,3 @@
+from moabench.cli import main
+
+main()

@@ -1,0 +1,218 @@
+"""The `moabench` command line: list, run, sweep, leaderboard.
+
+Bad input (unknown names, invalid preferences or parameters, malformed files) prints one line
+starting with "error:" and exits with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from moabench.algorithm import algorithms
+from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
+from moabench.records import CorruptRecordError, write_record
+from moabench.registry import UnknownNameError
+from moabench.errors import describe_validation_error
+from moabench.runner import ConfigError, execute, resolve_config
+from moabench.sweep import SweepConfig, plan_sweep, run_sweep
+from moabench.task import tasks
+
+app = typer.Typer(
+    help="moabench: benchmark multi-objective alignment algorithms.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+USER_ERRORS = (UnknownNameError, ConfigError, PreferenceError, CorruptRecordError, OSError)
+
+
+class UsageError(ValueError):
+    """A command-line value that cannot be parsed."""
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn bad input into one `error:` line and exit status 2; show notices (normalisation)."""
+
+    def notice(message, category, *args, **kwargs) -> None:  # noqa: ANN001 - warnings' signature
+        err.print(f"[yellow]notice:[/yellow] {message}", highlight=False)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", PreferenceNormalizedWarning)
+        warnings.showwarning = notice
+        try:
+            yield
+        except (*USER_ERRORS, UsageError) as error:
+            err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+
+
+def parse_assignments(assignments: list[str] | None, option: str) -> dict[str, Any]:
+    """`["p=2", "variant=main"]` -> {"p": 2, "variant": "main"} (values parsed as JSON if they can be)."""
+    parsed: dict[str, Any] = {}
+    for assignment in assignments or []:
+        name, sep, raw = assignment.partition("=")
+        if not sep or not name:
+            raise UsageError(f"{option} {assignment!r}: expected NAME=VALUE")
+        try:
+            parsed[name] = json.loads(raw)
+        except json.JSONDecodeError:
+            parsed[name] = raw
+    return parsed
+
+
+def parse_numbers(text: str, option: str, kind: type = float) -> list[Any]:
+    try:
+        return [kind(item) for item in text.split(",") if item.strip()]
+    except ValueError:
+        raise UsageError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
+
+
+class Listing(str, Enum):
+    algorithms = "algorithms"
+    tasks = "tasks"
+    all = "all"
+
+
+def _format_params(defaults: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in defaults.items()) or "-"
+
+
+@app.command("list")
+def list_entries(what: Annotated[Listing, typer.Argument(help="what to list")] = Listing.all) -> None:
+    """List the registered algorithms and tasks with their paradigms and hyperparameters."""
+    if what in (Listing.algorithms, Listing.all):
+        table = Table("algorithm", "description", "paradigms", "hyperparameters (defaults)", title="Algorithms")
+        for cls in algorithms:
+            paradigms = ", ".join(sorted(p.value for p in cls.paradigms))
+            table.add_row(cls.name, cls.description(), paradigms, _format_params(cls.hyperparameters()))
+        console.print(table)
+    if what in (Listing.tasks, Listing.all):
+        table = Table("task", "description", "paradigm", "objectives", "parameters (defaults)", title="Tasks")
+        for cls in tasks:
+            space = cls().space
+            objectives = ", ".join(
+                f"{name} ({'max' if up else 'min'})" for name, up in zip(space.names, space.maximize)
+            )
+            table.add_row(cls.name, cls.description(), cls.paradigm.value, objectives, _format_params(cls.hyperparameters()))
+        console.print(table)
+
+
+@app.command()
+def run(
+    algo: Annotated[str, typer.Option("--algo", help="algorithm name (see `moabench list`)")],
+    task: Annotated[str, typer.Option("--task", help="task name (see `moabench list`)")],
+    preference: Annotated[str | None, typer.Option(help="comma-separated weights; default uniform")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    param: Annotated[list[str] | None, typer.Option("--param", help="algorithm hyperparameter NAME=VALUE")] = None,
+    task_param: Annotated[list[str] | None, typer.Option("--task-param", help="task parameter NAME=VALUE")] = None,
+    results_dir: Annotated[Path, typer.Option(help="where the run record is written")] = Path("results"),
+) -> None:
+    """Run one algorithm on one task at one preference and write its record."""
+    with user_errors():
+        task_params = parse_assignments(task_param, "--task-param")
+        if preference is None:
+            m = tasks.get(task)(**task_params).space.n_objectives
+            weights: list[float] = [1.0 / m] * m
+        else:
+            weights = parse_numbers(preference, "--preference")
+        config = resolve_config(algo, task, weights, seed, parse_assignments(param, "--param"), task_params)
+        record = execute(config)
+        path = write_record(record, results_dir)
+    if record.status != "ok":
+        err.print(f"[red]run failed:[/red] {record.reason} (record: {path})", highlight=False)
+        raise typer.Exit(1)
+    names = record.objective_space["names"]
+    table = Table("objective", "value", title=f"{algo} on {task}, w = {config.preference}, seed {seed}")
+    for name, value in zip(names, record.objectives or []):
+        table.add_row(name, f"{value:.6g}")
+    console.print(table)
+    console.print(
+        f"{record.cost.steps} steps, {record.cost.gradient_evaluations} gradient evaluations, "
+        f"{record.cost.wall_time_s:.2f} s; record: {path}",
+        highlight=False,
+    )
+
+
+def _split(values: str | None) -> list[str] | None:
+    return [v.strip() for v in values.split(",") if v.strip()] if values else None
+
+
+@app.command()
+def sweep(
+    algo: Annotated[str | None, typer.Option("--algo", help="comma-separated algorithms or 'all' [all]")] = None,
+    task: Annotated[str | None, typer.Option("--task", help="comma-separated tasks, 'all' or a paradigm [analytic]")] = None,
+    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
+    partitions: Annotated[int | None, typer.Option(help="simplex-lattice partitions (m=2: 10 gives 11 points)")] = None,
+    config: Annotated[Path | None, typer.Option(help="a JSON sweep file; command-line options override it")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    results_dir: Annotated[Path, typer.Option(help="where run records are written")] = Path("results"),
+) -> None:
+    """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
+    with user_errors():
+        sweep_config = _load_sweep_config(config)
+        overrides = {
+            "algorithms": _split(algo),
+            "tasks": _split(task),
+            "seeds": parse_numbers(seeds, "--seeds", int) if seeds else None,
+            "partitions": partitions,
+        }
+        sweep_config = sweep_config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        plan = plan_sweep(sweep_config)
+        for algorithm_name, task_name in plan.unsupported:
+            err.print(f"notice: {algorithm_name} does not support {task_name}; left out (n/a)", highlight=False)
+        with Progress(
+            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=err, transient=False,
+        ) as progress:  # fmt: skip
+            bar = progress.add_task("runs", total=len({c.key() for c in plan.configs}))
+            summary = run_sweep(
+                plan.configs,
+                results_dir,
+                workers=workers,
+                on_record=lambda record: progress.advance(bar),
+            )
+            progress.advance(bar, summary.already_done)
+    console.print(
+        f"{summary.total} runs: {summary.already_done} already done, {summary.ok} ok, "
+        f"{len(summary.failed)} failed; records in {results_dir}",
+        highlight=False,
+    )
+    for record in summary.failed:
+        err.print(
+            f"failed: {record.config.algorithm} on {record.config.task} w={record.config.preference} "
+            f"seed={record.config.seed}: {record.reason}",
+            highlight=False,
+        )
+
+
+def _load_sweep_config(path: Path | None) -> SweepConfig:
+    if path is None:
+        return SweepConfig()
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{path}: not valid JSON ({error})") from None
+    try:
+        return SweepConfig.model_validate(data)
+    except ValidationError as error:
+        raise UsageError(f"{path}: {describe_validation_error(error)}") from None
+
+
+def main() -> None:
+    app()

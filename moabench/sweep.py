@@ -1,0 +1,157 @@
+"""Sweeps: algorithms x tasks x preference grid x seeds, sequential or on local worker processes.
+
+Every run is keyed by the hash of its config; finished keys on disk are skipped, so re-running a
+sweep resumes it. Each worker writes its own records atomically, so a killed sweep loses at most
+the runs in flight and never leaves a partial record.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from moabench.algorithm import Paradigm, algorithms
+from moabench.preferences import simplex_lattice
+from moabench.records import Cost, RunConfig, RunRecord, finished_keys, provenance, write_record
+from moabench.runner import execute, resolve_config
+from moabench.task import tasks
+
+
+class SweepConfig(BaseModel):
+    """A sweep as a file (`moabench sweep --config sweep.json`) or from the command line.
+
+    `algorithms` / `tasks` accept names and the groups "all" / a paradigm name ("analytic").
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    algorithms: list[str] = Field(default_factory=lambda: ["all"])
+    tasks: list[str] = Field(default_factory=lambda: ["analytic"])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    partitions: int | None = Field(None, ge=1, description="simplex-lattice partitions per task")
+    algorithm_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    task_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+
+@dataclass
+class SweepPlan:
+    configs: list[RunConfig]
+    #: (algorithm, task) pairs left out because the algorithm does not support the task's paradigm.
+    unsupported: list[tuple[str, str]] = field(default_factory=list)
+
+
+def expand_names(names: Iterable[str], groups: dict[str, list[str]]) -> list[str]:
+    """Names with each group name replaced by its members, without repeats, in order."""
+    expanded: list[str] = []
+    for name in names:
+        for item in groups.get(name, [name]):
+            if item not in expanded:
+                expanded.append(item)
+    return expanded
+
+
+def plan_sweep(config: SweepConfig) -> SweepPlan:
+    """Every run of the sweep, with validated, fully resolved configs (raises on bad input)."""
+    algorithm_names = expand_names(config.algorithms, {"all": algorithms.names()})
+    task_groups = {"all": tasks.names()} | {
+        paradigm.value: [t for t in tasks.names() if tasks.get(t).paradigm == paradigm]
+        for paradigm in Paradigm
+    }
+    task_names = expand_names(config.tasks, task_groups)
+    for name in algorithm_names:
+        algorithms.get(name)  # unknown names fail before anything runs
+    plan = SweepPlan(configs=[])
+    for task_name in task_names:
+        task_cls = tasks.get(task_name)
+        task_params = config.task_params.get(task_name, {})
+        n_objectives = task_cls(**task_params).space.n_objectives
+        grid = simplex_lattice(n_objectives, config.partitions)
+        for algorithm_name in algorithm_names:
+            if not algorithms.get(algorithm_name).supports(task_cls.paradigm):
+                plan.unsupported.append((algorithm_name, task_name))
+                continue
+            for preference in grid:
+                for seed in config.seeds:
+                    plan.configs.append(
+                        resolve_config(
+                            algorithm_name,
+                            task_name,
+                            preference,
+                            seed,
+                            config.algorithm_params.get(algorithm_name, {}),
+                            task_params,
+                        )
+                    )
+    return plan
+
+
+def run_and_record(config: RunConfig, results_dir: Path) -> RunRecord:
+    """Execute one run and write its record; an unexpected error is recorded as a failure."""
+    try:
+        record = execute(config)
+    except Exception as error:  # noqa: BLE001 - the sweep goes on; the record keeps the reason
+        task = tasks.get(config.task)(**config.task_params)
+        record = RunRecord(
+            key=config.key(),
+            config=config,
+            paradigm=task.paradigm.value,
+            status="failed",
+            reason=f"error: {type(error).__name__}: {error}",
+            objective_space=task.space.to_record(),
+            cost=Cost(),
+            provenance=provenance(),
+        )
+    write_record(record, results_dir)
+    return record
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    already_done: int
+    ok: int = 0
+    failed: list[RunRecord] = field(default_factory=list)
+
+
+def run_sweep(
+    configs: Sequence[RunConfig],
+    results_dir: Path,
+    workers: int = 1,
+    on_record: Callable[[RunRecord], None] | None = None,
+) -> SweepSummary:
+    """Run every config whose key is not yet in `results_dir`, on `workers` processes."""
+    unique = list({config.key(): config for config in configs}.values())
+    done = finished_keys(results_dir)
+    pending = [config for config in unique if config.key() not in done]
+    summary = SweepSummary(total=len(unique), already_done=len(unique) - len(pending))
+
+    def collect(record: RunRecord) -> None:
+        if record.status == "ok":
+            summary.ok += 1
+        else:
+            summary.failed.append(record)
+        if on_record is not None:
+            on_record(record)
+
+    if workers <= 1 or len(pending) <= 1:
+        for config in pending:
+            collect(run_and_record(config, results_dir))
+        return summary
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+        futures = [pool.submit(run_and_record, config, results_dir) for config in pending]
+        for future in as_completed(futures):
+            collect(future.result())
+    return summary
