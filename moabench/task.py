@@ -38,8 +38,13 @@ class ObjectiveSpace:
         m = len(self.names)
         if not (len(self.maximize) == len(self.ideal) == len(self.nadir) == m):
             raise ValueError("names, maximize, ideal and nadir must have one entry per objective")
-        if any(i == n for i, n in zip(self.ideal, self.nadir)):
-            raise ValueError(f"ideal {self.ideal} and nadir {self.nadir} must differ everywhere")
+        for name, up, ideal, nadir in zip(self.names, self.maximize, self.ideal, self.nadir):
+            if (ideal <= nadir) if up else (ideal >= nadir):
+                better = "above" if up else "below"
+                raise ValueError(
+                    f"objective {name!r} is {'maximised' if up else 'minimised'}: its ideal "
+                    f"{ideal} must lie {better} its nadir {nadir}"
+                )
 
     @property
     def n_objectives(self) -> int:

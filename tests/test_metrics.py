@@ -1,0 +1,79 @@
+"""Metrics against hand-computed values (ALGORITHMS.md) and the sign convention of ObjectiveSpace."""
+
+import numpy as np
+import pytest
+
+from moabench.metrics import (
+    expected_utility,
+    front_metrics,
+    gd,
+    hypervolume,
+    igd,
+    igd_plus,
+    inner_product,
+    nondominated,
+    rank_correlation,
+    sparsity,
+    spacing,
+)
+from moabench.task import ObjectiveSpace
+
+F = np.array([[0.2, 0.8], [0.5, 0.5], [0.8, 0.2], [0.9, 0.9]])
+PF = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+
+
+def test_hypervolume_of_maximised_points_through_the_objective_space():
+    raw = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])  # maximised, reference point (0, 0)
+    space = ObjectiveSpace(names=("a", "b"), maximize=(True, True), ideal=(0.0, 0.0), nadir=(-1.0, -1.0))
+    normalised = space.normalize(raw)
+    assert normalised.tolist() == (-raw).tolist()
+    assert hypervolume(normalised, reference=0.0) == pytest.approx(6.0)
+
+
+def test_hand_computed_indicators():
+    assert igd(F, PF) == pytest.approx(0.1886, abs=1e-4)
+    assert igd_plus(F, PF) == pytest.approx(0.1333, abs=1e-4)
+    assert gd(F, PF) == pytest.approx(0.2828, abs=1e-4)
+    assert hypervolume(F, reference=1.0) == pytest.approx(0.37)
+
+
+def test_nondominated_drops_dominated_points_and_duplicates():
+    assert nondominated(np.vstack([F, F[:1]])).tolist() == F[:3].tolist()
+
+
+def test_sparsity_by_hand():
+    # gaps 0.5, 0.5 in each objective: (0.25 + 0.25) * 2 / (3 - 1) = 0.5; the dominated point is ignored
+    assert sparsity(np.vstack([PF, [[2.0, 2.0]]])) == pytest.approx(0.5)
+    assert sparsity(PF[:1]) == 0.0
+
+
+def test_spacing_by_hand():
+    points = np.array([[0.0, 1.0], [0.25, 0.75], [1.0, 0.0]])
+    # nearest L1 distances 0.5, 0.5, 1.5: sample std = sqrt(((1/3)^2 * 2 + (2/3)^2) / 2)
+    assert spacing(points) == pytest.approx(np.sqrt(1 / 3))
+    assert spacing(PF) == pytest.approx(0.0)
+
+
+def test_preference_metrics_by_hand():
+    preferences = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    following = np.array([[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])  # weight on f_j -> small f_j
+    assert rank_correlation(following, preferences) == pytest.approx(1.0)
+    assert rank_correlation(following[::-1], preferences) == pytest.approx(-1.0)
+    assert rank_correlation(np.ones((3, 2)), preferences) == 0.0
+    assert inner_product(following, preferences) == pytest.approx((0 + 0.5 + 0) / 3)
+    # utilities -w^T f: w=(0,1) -> max(0, -1) = 0; w=(.5,.5) -> -0.5; w=(1,0) -> 0
+    assert expected_utility(following, preferences) == pytest.approx(-0.5 / 3)
+
+
+def test_front_metrics_without_a_reference_front_leaves_distances_nan():
+    metrics = front_metrics(F, np.full((4, 2), 0.5))
+    assert np.isnan(metrics["igd"]) and np.isnan(metrics["gd"])
+    assert metrics["hypervolume"] == pytest.approx(hypervolume(F))
+    assert metrics["n_nondominated"] == 3
+    with_front = front_metrics(F, np.full((4, 2), 0.5), PF)
+    assert with_front["igd_plus"] == pytest.approx(0.1333, abs=1e-4)
+
+
+def test_an_objective_space_with_inverted_ideal_and_nadir_is_rejected():
+    with pytest.raises(ValueError, match="ideal 1.0 must lie below its nadir 0.0"):
+        ObjectiveSpace(names=("a",), maximize=(False,), ideal=(1.0,), nadir=(0.0,))
