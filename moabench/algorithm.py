@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
+from moabench.errors import validate_params
 from moabench.preferences import validate_preference
 from moabench.registry import Registry
 
@@ -42,7 +43,7 @@ class Algorithm:
     Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(self, preference: Any, **params: Any) -> None:
-        self.params = self.Params(**params)
+        self.params = validate_params(self.Params, params, f"algorithm {self.name!r}")
         self.preference = validate_preference(preference)
 
     @classmethod

@@ -22,10 +22,11 @@ from rich.table import Table
 
 from moabench.algorithm import algorithms
 from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
-from moabench.records import CorruptRecordError, write_record
+from moabench.leaderboard import build_leaderboard, check_leaderboard
+from moabench.records import CorruptRecordError, load_records, write_record
 from moabench.registry import UnknownNameError
-from moabench.errors import describe_validation_error
-from moabench.runner import ConfigError, execute, resolve_config
+from moabench.errors import ConfigError, describe_validation_error
+from moabench.runner import execute, resolve_config
 from moabench.sweep import SweepConfig, plan_sweep, run_sweep
 from moabench.task import tasks
 
@@ -216,3 +217,35 @@ def _load_sweep_config(path: Path | None) -> SweepConfig:
 
 def main() -> None:
     app()
+
+
+@app.command()
+def leaderboard(
+    results_dir: Annotated[Path, typer.Option(help="where the run records are")] = Path("results"),
+    out: Annotated[Path, typer.Option(help="where LEADERBOARD.md and plots/ are written")] = Path("leaderboard"),
+    check: Annotated[bool, typer.Option("--check", help="compare with the files in --out instead; exit 1 if stale")] = False,
+) -> None:
+    """Rank algorithms per task from the run records; write LEADERBOARD.md and front plots."""
+    with user_errors():
+        if not results_dir.is_dir():
+            raise UsageError(f"--results-dir {results_dir}: no such folder")
+        if check:
+            differences = check_leaderboard(results_dir, out)
+            _report_skipped(load_records(results_dir).skipped)
+            if differences:
+                console.print(f"{out / 'LEADERBOARD.md'} is stale; regenerated version differs:", highlight=False)
+                console.print("\n".join(differences), highlight=False, markup=False)
+                raise typer.Exit(1)
+            console.print(f"{out / 'LEADERBOARD.md'} is up to date", highlight=False)
+            return
+        result = build_leaderboard(results_dir, out)
+    _report_skipped(result.skipped)
+    console.print(
+        f"wrote {out / 'LEADERBOARD.md'} ({len(result.tables)} task tables) and plots in {out / 'plots'}",
+        highlight=False,
+    )
+
+
+def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
+    for path, reason in skipped:
+        err.print(f"[yellow]warning:[/yellow] skipped {path}: {reason}", highlight=False, soft_wrap=True)

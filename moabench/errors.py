@@ -1,8 +1,16 @@
-"""Turning validation failures into one-line messages that name the field at fault."""
+"""Configuration errors, and turning validation failures into one line that names the field."""
 
 from __future__ import annotations
 
-from pydantic import ValidationError
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class ConfigError(ValueError):
+    """A run configuration that cannot run; the message names the field at fault."""
 
 
 def describe_validation_error(error: ValidationError) -> str:
@@ -10,3 +18,11 @@ def describe_validation_error(error: ValidationError) -> str:
     return "; ".join(
         f"field {'.'.join(str(part) for part in e['loc'])!r}: {e['msg']}" for e in error.errors()
     )
+
+
+def validate_params(model: type[Model], params: dict[str, Any], owner: str) -> Model:
+    """`model(**params)`, or a `ConfigError` such as "algorithm 'gapo': field 'p': ..."."""
+    try:
+        return model(**params)
+    except ValidationError as error:
+        raise ConfigError(f"{owner}: {describe_validation_error(error)}") from None

@@ -11,28 +11,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ValidationError
 
 from moabench.algorithm import Algorithm, algorithms
-from moabench.errors import describe_validation_error
+from moabench.errors import ConfigError, validate_params
 from moabench.preferences import validate_preference
 from moabench.records import Cost, RunConfig, RunRecord, Trajectory, provenance
 from moabench.task import DivergedError, Task, tasks
 
 
-class ConfigError(ValueError):
-    """A run configuration that cannot run; the message names the field at fault."""
-
-
 class UnsupportedPairingError(ConfigError):
     """An algorithm asked to run on a task of a paradigm it does not support."""
-
-
-def _validated_params(model: type[BaseModel], params: dict[str, Any], owner: str) -> dict[str, Any]:
-    try:
-        return model(**params).model_dump(mode="json")
-    except ValidationError as error:
-        raise ConfigError(f"{owner}: {describe_validation_error(error)}") from None
 
 
 def resolve_config(
@@ -51,11 +39,12 @@ def resolve_config(
             f"algorithm {algorithm!r} does not support {task_cls.paradigm.value} tasks such as "
             f"{task!r} (it supports: {', '.join(sorted(p.value for p in algorithm_cls.paradigms))})"
         )
-    resolved_algorithm = _validated_params(
+    resolved_algorithm = validate_params(
         algorithm_cls.Params, algorithm_params or {}, f"algorithm {algorithm!r}"
-    )
-    resolved_task = _validated_params(task_cls.Params, task_params or {}, f"task {task!r}")
-    n_objectives = task_cls(**resolved_task).space.n_objectives
+    ).model_dump(mode="json")
+    task_instance = task_cls(**(task_params or {}))
+    resolved_task = task_instance.params.model_dump(mode="json")
+    n_objectives = task_instance.space.n_objectives
     weights = validate_preference(preference, n_objectives)
     return RunConfig(
         algorithm=algorithm,

@@ -15,6 +15,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from moabench.algorithm import Algorithm, Paradigm
+from moabench.errors import validate_params
 from moabench.registry import Registry
 
 #: Hypervolume reference point in the normalised minimisation space (ideal = 0, nadir = 1).
@@ -92,7 +93,7 @@ class Task:
     Params: ClassVar[type[BaseModel]]
 
     def __init__(self, **params: Any) -> None:
-        self.params = self.Params(**params)
+        self.params = validate_params(self.Params, params, f"task {self.name!r}")
 
     @classmethod
     def description(cls) -> str:

@@ -1,0 +1,300 @@
+"""Run records -> per-task standings (mean and 95% bootstrap interval over seeds) -> LEADERBOARD.md.
+
+A *front* is the set of final points of one algorithm configuration on one task and one seed,
+across the preference grid. Metrics are computed per front and then summarised over seeds. The
+output is a pure function of the records: no timestamps, no wall time (it stays in the records),
+fixed bootstrap seed and number formatting, so the same records give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import tempfile
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy.stats import bootstrap
+
+from moabench.algorithm import Paradigm, algorithms
+from moabench.metrics import METRICS, front_metrics, nondominated
+from moabench.plots import plot_fronts
+from moabench.records import RunRecord, load_records
+from moabench.task import ObjectiveSpace, tasks
+
+ReferenceFront = Callable[[str, dict[str, Any]], "np.ndarray | None"]
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_RESAMPLES = 2000
+
+COLUMNS = {  # metric -> column header, in table order
+    "hypervolume": "HV",
+    "igd_plus": "IGD+",
+    "igd": "IGD",
+    "gd": "GD",
+    "sparsity": "sparsity",
+    "spacing": "spacing",
+    "rank_correlation": "pref. rank corr.",
+    "inner_product": "w·f",
+    "expected_utility": "exp. utility",
+    "gradient_evaluations": "grad evals / front",
+}
+
+
+@dataclass(frozen=True)
+class Interval:
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def __str__(self) -> str:
+        if math.isnan(self.mean):
+            return "-"
+        if self.n < 2:
+            return f"{self.mean:.4g} (n=1)"
+        return f"{self.mean:.4g} [{self.low:.4g}, {self.high:.4g}]"
+
+    def overlaps(self, other: Interval) -> bool:
+        return self.low <= other.high and other.low <= self.high
+
+
+def mean_interval(values: list[float]) -> Interval:
+    """Mean and 95% percentile-bootstrap interval (fixed seed) of per-seed values."""
+    data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
+    if len(data) == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(data.mean())
+    if len(data) < 2 or np.ptp(data) == 0:
+        return Interval(mean, mean, mean, len(data))
+    result = bootstrap(
+        (data,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
+        method="percentile", random_state=BOOTSTRAP_SEED,
+    )  # fmt: skip
+    interval = result.confidence_interval
+    return Interval(mean, float(interval.low), float(interval.high), len(data))
+
+
+@dataclass
+class Row:
+    algorithm: str
+    summary: dict[str, Interval] = field(default_factory=dict)
+    seeds: int = 0
+    runs: int = 0
+    failed: list[RunRecord] = field(default_factory=list)
+    supported: bool = True
+
+
+@dataclass
+class TaskTable:
+    label: str
+    task: str
+    paradigm: str
+    space: ObjectiveSpace
+    rows: list[Row]
+    reference: str  # "exact" or "union"
+    plot: str
+
+
+@dataclass
+class LeaderboardResult:
+    tables: list[TaskTable]
+    skipped: list[tuple[Path, str]]
+
+
+def _canonical(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True, separators=(",", ":"))
+
+
+def _label(name: str, params: dict[str, Any], defaults: dict[str, Any] | None) -> str:
+    """`name` plus the parameters that differ from the registered defaults."""
+    changed = {k: v for k, v in sorted(params.items()) if defaults is None or defaults.get(k) != v}
+    return name + "".join(f" {k}={v}" for k, v in changed.items())
+
+
+def _defaults(registry, name: str) -> dict[str, Any] | None:
+    if name not in registry:
+        return None
+    return json.loads(json.dumps(registry.get(name).hyperparameters()))
+
+
+def _space(record: RunRecord) -> ObjectiveSpace:
+    s = record.objective_space
+    return ObjectiveSpace(tuple(s["names"]), tuple(s["maximize"]), tuple(s["ideal"]), tuple(s["nadir"]))
+
+
+def default_reference_front(task: str, task_params: dict[str, Any]) -> np.ndarray | None:
+    """The registered task's exact front, or None when the task is unknown here or has none."""
+    if task not in tasks:
+        return None
+    return tasks.get(task)(**task_params).pareto_front()
+
+
+def task_table(
+    label: str, records: list[RunRecord], reference_front: ReferenceFront, plot_name: str
+) -> tuple[TaskTable, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """The standings of every algorithm configuration on one task configuration."""
+    first = records[0]
+    space = _space(first)
+    ok = [r for r in records if r.status == "ok"]
+    exact = reference_front(first.config.task, first.config.task_params)
+    if exact is not None:
+        reference, kind = space.normalize(exact), "exact"
+    else:
+        reference = nondominated(space.normalize([r.objectives for r in ok])) if ok else None
+        kind = "union"
+
+    by_algorithm: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        params = record.config.algorithm_params
+        name = _label(record.config.algorithm, params, _defaults(algorithms, record.config.algorithm))
+        by_algorithm[name].append(record)
+
+    rows, points_by_algorithm = [], {}
+    for name, group in sorted(by_algorithm.items()):
+        row = Row(algorithm=name, runs=len(group), failed=[r for r in group if r.status != "ok"])
+        per_seed: dict[int, list[RunRecord]] = defaultdict(list)
+        for record in group:
+            if record.status == "ok":
+                per_seed[record.config.seed].append(record)
+        values: dict[str, list[float]] = defaultdict(list)
+        for seed in sorted(per_seed):
+            front = per_seed[seed]
+            points = space.normalize([r.objectives for r in front])
+            preferences = np.asarray([r.config.preference for r in front])
+            for metric, value in front_metrics(points, preferences, reference).items():
+                values[metric].append(value)
+            values["gradient_evaluations"].append(float(sum(r.cost.gradient_evaluations for r in front)))
+        row.seeds = len(per_seed)
+        row.summary = {metric: mean_interval(values[metric]) for metric in COLUMNS}
+        rows.append(row)
+        ok_group = [r for r in group if r.status == "ok"]
+        points_by_algorithm[name] = (
+            np.asarray([r.objectives for r in ok_group]).reshape(-1, space.n_objectives),
+            np.asarray([r.config.preference for r in ok_group]).reshape(-1, space.n_objectives),
+        )
+
+    paradigm = first.paradigm
+    for name in algorithms.names():  # algorithms that cannot run on this task show as n/a
+        if not algorithms.get(name).supports(Paradigm(paradigm)):
+            rows.append(Row(algorithm=name, supported=False))
+    rows.sort(key=_rank_key)
+    table = TaskTable(label, first.config.task, paradigm, space, rows, kind, plot_name)
+    return table, points_by_algorithm
+
+
+def _rank_key(row: Row) -> tuple:
+    hv = row.summary.get("hypervolume")
+    missing = hv is None or math.isnan(hv.mean)
+    return (not row.supported, missing, -(hv.mean if not missing else 0.0), row.algorithm)
+
+
+def build_leaderboard(
+    results_dir: Path,
+    out_dir: Path,
+    reference_front: ReferenceFront = default_reference_front,
+    plots: bool = True,
+) -> LeaderboardResult:
+    """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md` and `out_dir/plots/`."""
+    loaded = load_records(results_dir)
+    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
+    for record in loaded.records:
+        groups[(record.config.task, _canonical(record.config.task_params))].append(record)
+
+    out_dir = Path(out_dir)
+    tables = []
+    for (task, params), records in sorted(groups.items()):
+        label = _label(task, json.loads(params), _defaults(tasks, task))
+        plot_name = f"plots/{label.replace(' ', '_').replace('=', '-')}.png"
+        table, points = task_table(label, records, reference_front, plot_name)
+        tables.append(table)
+        if plots and table.space.n_objectives in (2, 3):
+            exact = reference_front(task, json.loads(params))
+            plot_fronts(f"{label}: final points by preference", table.space, points, exact, out_dir / plot_name)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "LEADERBOARD.md").write_text(render_markdown(tables))
+    return LeaderboardResult(tables, loaded.skipped)
+
+
+def render_markdown(tables: list[TaskTable]) -> str:
+    lines = [
+        "# moabench leaderboard",
+        "",
+        "Generated by `moabench leaderboard` from the run records; do not edit by hand.",
+        "Per task, algorithms are ranked by hypervolume (normalised minimisation space, reference",
+        "point 1.1 per objective). Cells: mean over seeds [95% percentile-bootstrap interval].",
+        "`≈` marks an algorithm whose hypervolume interval overlaps the leader's (not ranked apart).",
+        "IGD, IGD+ and GD are against the exact front where the task has one, otherwise against the",
+        "union of every algorithm's non-dominated points. Wall time is in the records, not here.",
+        "",
+    ]
+    for table in tables:
+        lines += _render_table(table)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _render_table(table: TaskTable) -> list[str]:
+    objectives = ", ".join(
+        f"{n} ({'max' if up else 'min'})" for n, up in zip(table.space.names, table.space.maximize)
+    )
+    reference = "exact front" if table.reference == "exact" else "union of non-dominated points"
+    lines = [
+        f"## {table.label}",
+        "",
+        f"Paradigm: {table.paradigm}. Objectives: {objectives}. Distances against the {reference}.",
+        f"Normalisation: ideal {list(table.space.ideal)}, nadir {list(table.space.nadir)}.",
+        "",
+        "| rank | algorithm | " + " | ".join(COLUMNS.values()) + " | seeds | failed |",
+        "|---|---|" + "---|" * len(COLUMNS) + "---|---|",
+    ]
+    ranked = [row for row in table.rows if row.supported and row.seeds > 0]
+    leader = ranked[0].summary["hypervolume"] if ranked else None
+    rank = 0
+    for row in table.rows:
+        if not row.supported:
+            cells = ["n/a"] * len(COLUMNS)
+            lines.append(f"| - | {row.algorithm} | " + " | ".join(cells) + " | n/a | n/a |")
+            continue
+        if row.seeds > 0:
+            rank += 1
+            hv = row.summary["hypervolume"]
+            tie = "≈" if row is not ranked[0] and leader is not None and hv.overlaps(leader) else ""
+            position = f"{tie}{rank}"
+        else:
+            position = "-"
+        cells = [str(row.summary[metric]) for metric in COLUMNS]
+        lines.append(
+            f"| {position} | {row.algorithm} | " + " | ".join(cells) + f" | {row.seeds} | {len(row.failed)}/{row.runs} |"
+        )
+    lines += ["", f"![{table.label} fronts]({table.plot})", ""]
+    failures = [record for row in table.rows for record in row.failed]
+    if failures:
+        lines += ["<details><summary>failed runs</summary>", ""]
+        for record in sorted(failures, key=lambda r: (r.config.algorithm, r.key)):
+            lines.append(
+                f"- `{record.key}` {record.config.algorithm} w={record.config.preference} "
+                f"seed={record.config.seed}: {record.reason}"
+            )
+        lines += ["", "</details>", ""]
+    return lines
+
+
+def check_leaderboard(
+    results_dir: Path, committed_dir: Path, reference_front: ReferenceFront = default_reference_front
+) -> list[str]:
+    """Regenerate into a temporary folder; return the diff lines against the committed
+    LEADERBOARD.md (empty when it is up to date)."""
+    committed = Path(committed_dir) / "LEADERBOARD.md"
+    with tempfile.TemporaryDirectory() as scratch:
+        build_leaderboard(results_dir, Path(scratch), reference_front, plots=False)
+        fresh = (Path(scratch) / "LEADERBOARD.md").read_text()
+    old = committed.read_text() if committed.exists() else ""
+    return list(
+        difflib.unified_diff(
+            old.splitlines(), fresh.splitlines(), str(committed), "regenerated", lineterm=""
+        )
+    )

@@ -1,0 +1,96 @@
+"""Registries, plugins through entry points, and unsupported pairings."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from moabench import algorithms, make_algorithm, tasks
+from moabench.algorithm import GramRule, Paradigm
+from moabench.registry import DuplicateNameError, Registry, UnknownNameError
+from moabench.errors import ConfigError
+from moabench.runner import UnsupportedPairingError, resolve_config
+
+PLUGIN = Path(__file__).parent / "data" / "example_plugin"
+
+
+def test_unknown_names_list_close_matches_and_known_names():
+    with pytest.raises(UnknownNameError) as info:
+        algorithms.get("gapoo")
+    message = str(info.value)
+    assert "Did you mean gapo" in message and "Known:" in message and "raco" in message
+
+
+def test_registering_a_different_class_under_a_taken_name_fails():
+    registry: Registry = Registry("thing", "moabench.algorithms", "moabench.none")
+
+    @registry.register("x")
+    class A:  # noqa: B903
+        pass
+
+    with pytest.raises(DuplicateNameError, match="already registered"):
+
+        @registry.register("x")
+        class B:
+            pass
+
+
+def test_builtin_algorithms_and_tasks_are_registered():
+    expected = {"ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting", "upgrad"}
+    assert expected <= set(algorithms.names())
+    assert {"zdt1", "zdt2", "fonseca", "cagrad-toy", "dtlz2"} <= set(tasks.names())
+
+
+def test_bad_hyperparameters_name_the_field():
+    with pytest.raises(ConfigError, match="algorithm 'gapo': field 'p'"):
+        make_algorithm("gapo", [0.5, 0.5], p=3)
+    with pytest.raises(ConfigError, match="field 'unknown'"):
+        resolve_config("raco", "zdt1", [0.5, 0.5], algorithm_params={"unknown": 1})
+
+
+def test_an_unsupported_pairing_is_a_clear_error(monkeypatch):
+    class AnalyticOnly(GramRule):
+        """Test-only rule without the analytic paradigm."""
+
+        paradigms = frozenset({Paradigm.ONLINE})
+
+    monkeypatch.setitem(algorithms._entries, "online-only", AnalyticOnly)
+    with pytest.raises(UnsupportedPairingError, match="does not support analytic tasks"):
+        resolve_config("online-only", "zdt1", [0.5, 0.5])
+
+
+def test_a_third_party_plugin_works_in_every_command(tmp_path):
+    """Install the example plugin package (entry points) and use it through the CLI."""
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(PLUGIN)],
+        check=True,
+    )  # fmt: skip
+    env = os.environ | {"PYTHONPATH": str(site)}
+    moabench = [sys.executable, "-m", "moabench"]
+
+    listing = subprocess.run([*moabench, "list"], env=env, capture_output=True, text=True, check=True)
+    assert "half-sum" in listing.stdout and "two-parabolas" in listing.stdout
+
+    results = tmp_path / "results"
+    run = subprocess.run(
+        [*moabench, "run", "--algo", "half-sum", "--task", "two-parabolas", "--results-dir", str(results)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    sweep = subprocess.run(
+        [*moabench, "sweep", "--algo", "half-sum,mgda", "--task", "two-parabolas", "--seeds", "0",
+         "--partitions", "2", "--results-dir", str(results)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert sweep.returncode == 0, sweep.stderr
+    assert len(list(results.glob("*.json"))) == 6  # the run above is one of the sweep's 2 x 3 runs
+    board = subprocess.run(
+        [*moabench, "leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "board")],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert board.returncode == 0, board.stderr
+    assert "half-sum" in (tmp_path / "board" / "LEADERBOARD.md").read_text()
