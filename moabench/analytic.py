@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import numpy as np
 import torch
 from pydantic import Field
 
 from moabench.algorithm import Algorithm, GramRule, Paradigm
-from moabench.gradients import combine
+from moabench.gradients import check_finite_losses, combine, rule_direction
 from moabench.task import DivergedError, RunOutput, Task, TaskParams
 
 #: Number of trajectory points recorded per run (plus the starting point).
@@ -39,7 +38,7 @@ class AnalyticProblem(Task):
         raise NotImplementedError
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        """The objective vector f(x), shape (m,), all minimised."""
+        """The objective vectors f(x), shape (..., m) for x of shape (..., n_var), all minimised."""
         raise NotImplementedError
 
     def initial_point(self, generator: torch.Generator) -> torch.Tensor:
@@ -48,39 +47,61 @@ class AnalyticProblem(Task):
         u = torch.rand(self.n_var, generator=generator, dtype=torch.float64)
         return lower + u * (upper - lower)
 
+    def jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x) and its (m, n_var) Jacobian in one backward pass: row i of a batch of m copies of
+        x only feeds f_i, so the gradient of sum_i f_i(copy_i) w.r.t. the batch is the Jacobian."""
+        m = self.space.n_objectives
+        copies = x.detach().expand(m, -1).clone().requires_grad_(True)
+        values = self.evaluate(copies)
+        (jacobian,) = torch.autograd.grad(values.diagonal().sum(), copies)
+        return values[0].detach(), jacobian
+
+    def direction(
+        self, x: torch.Tensor, algorithm: GramRule, learning_rate: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """f(x) and the algorithm's descent direction at x."""
+        if algorithm.needs_gram:
+            objectives, jacobian = self.jacobian(x)
+            check_finite_losses(objectives)
+            return objectives, rule_direction(jacobian, algorithm, learning_rate)[1]
+        x = x.detach().requires_grad_(True)
+        objectives = self.evaluate(x)
+        combine(objectives, [x], algorithm, learning_rate)
+        return objectives.detach(), x.grad
+
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
         if not isinstance(algorithm, GramRule):
             raise TypeError(f"{algorithm.name} is not a gradient combination rule")
         steps, learning_rate = self.params.steps, self.params.learning_rate
-        generator = torch.Generator().manual_seed(seed)
-        x = self.initial_point(generator).requires_grad_(True)
+        x = self.initial_point(torch.Generator().manual_seed(seed))
         lower, upper = self.lower(), self.upper()
         record_every = max(1, steps // TRAJECTORY_POINTS)
         output = RunOutput(objectives=[])
-        gradient_evaluations_per_step = self.space.n_objectives if algorithm.needs_gram else 1
 
-        for step in range(steps + 1):
-            objectives = self.evaluate(x)
-            if step % record_every == 0 or step == steps:
-                output.trajectory.append(objectives.detach().tolist())
-                output.trajectory_steps.append(step)
-                weights = algorithm.weight_trajectory_point()
-                if weights is not None:
-                    output.weight_trajectory.append(weights)
-            if step == steps:
-                break
+        def record(step: int, objectives: torch.Tensor) -> None:
+            output.trajectory.append(objectives.tolist())
+            output.trajectory_steps.append(step)
+            weights = algorithm.weight_trajectory_point()
+            if weights is not None:
+                output.weight_trajectory.append(weights)
+
+        for step in range(steps):
             try:
-                combine(objectives, [x], algorithm, learning_rate)
+                objectives, direction = self.direction(x, algorithm, learning_rate)
             except DivergedError as error:
                 raise DivergedError(f"step {step}: {error}") from None
-            with torch.no_grad():
-                x -= learning_rate * x.grad
-                x.copy_(torch.maximum(torch.minimum(x, upper), lower))
-            x.grad = None
+            if step % record_every == 0:
+                record(step, objectives)
+            x = (x.detach() - learning_rate * direction).clamp_(lower, upper)
+        final = self.evaluate(x).detach()
+        record(steps, final)
+        try:
+            check_finite_losses(final)
+        except DivergedError as error:
+            raise DivergedError(f"step {steps}: {error}") from None
 
-        output.objectives = output.trajectory[-1]
-        if not np.all(np.isfinite(output.objectives)):
-            raise DivergedError(f"step {steps}: non-finite objectives {output.objectives}")
+        output.objectives = final.tolist()
         output.steps = steps
-        output.gradient_evaluations = steps * gradient_evaluations_per_step
+        gradients_per_step = self.space.n_objectives if algorithm.needs_gram else 1
+        output.gradient_evaluations = steps * gradients_per_step
         return output

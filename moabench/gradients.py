@@ -33,8 +33,29 @@ def per_objective_gradients(losses: torch.Tensor, parameters: Sequence[torch.Ten
 
 def gram_matrix(jacobian: torch.Tensor) -> np.ndarray:
     """H_ij = <g_i, g_j> as a float64 numpy array (rules are pure functions of this m x m matrix)."""
-    gram = jacobian.double() @ jacobian.double().T
-    return gram.detach().cpu().numpy()
+    jacobian = jacobian.detach().double()
+    return (jacobian @ jacobian.T).cpu().numpy()
+
+
+def check_finite_losses(losses: torch.Tensor) -> None:
+    """Raise `DivergedError` when a loss is NaN or infinite."""
+    values = losses.detach().cpu().numpy()
+    if not np.all(np.isfinite(values)):
+        raise DivergedError(f"non-finite objectives {values.tolist()}")
+
+
+def rule_direction(
+    jacobian: torch.Tensor, rule: GramRule, learning_rate: float = 0.0
+) -> tuple[np.ndarray, torch.Tensor]:
+    """The rule's coefficients a and direction sum_i a_i g_i from the (m, d) Jacobian."""
+    gram = gram_matrix(jacobian)
+    if not np.all(np.isfinite(gram)):  # a non-finite gradient makes its diagonal entry non-finite
+        raise DivergedError("non-finite per-objective gradients")
+    coefficients = rule.coefficients(gram, learning_rate)
+    if not np.all(np.isfinite(coefficients)):
+        raise DivergedError(f"non-finite coefficients {coefficients.tolist()} from {rule.name}")
+    direction = torch.as_tensor(coefficients, dtype=jacobian.dtype, device=jacobian.device) @ jacobian
+    return coefficients, direction
 
 
 def combine(
@@ -48,8 +69,7 @@ def combine(
     Rules that do not need the Gram matrix (`needs_gram = False`, e.g. linear scalarization) take
     one backward pass of sum_i a_i L_i instead of m.
     """
-    if not torch.all(torch.isfinite(losses)):
-        raise DivergedError(f"non-finite objectives {losses.detach().cpu().tolist()}")
+    check_finite_losses(losses)
     if not rule.needs_gram:
         coefficients = rule.coefficients(np.empty((0, 0)), learning_rate)
         weighted = losses @ torch.as_tensor(coefficients, dtype=losses.dtype, device=losses.device)
@@ -58,13 +78,9 @@ def combine(
             parameter.grad = grad if grad is not None else torch.zeros_like(parameter)
         return coefficients
 
-    jacobian = per_objective_gradients(losses, parameters)
-    if not torch.all(torch.isfinite(jacobian)):
-        raise DivergedError("non-finite per-objective gradients")
-    coefficients = rule.coefficients(gram_matrix(jacobian), learning_rate)
-    if not np.all(np.isfinite(coefficients)):
-        raise DivergedError(f"non-finite coefficients {coefficients.tolist()} from {rule.name}")
-    direction = torch.as_tensor(coefficients, dtype=jacobian.dtype, device=jacobian.device) @ jacobian
+    coefficients, direction = rule_direction(
+        per_objective_gradients(losses, parameters), rule, learning_rate
+    )
     offset = 0
     for parameter in parameters:
         size = parameter.numel()

@@ -149,7 +149,10 @@ def run_sweep(
         for config in pending:
             collect(run_and_record(config, results_dir))
         return summary
-    context = multiprocessing.get_context("spawn")
+    # forkserver: workers fork from a clean server that imported moabench once (no torch state
+    # is inherited from this process, and no worker pays the import again).
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["moabench.sweep", "moabench.algorithms", "moabench.tasks"])
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
         futures = [pool.submit(run_and_record, config, results_dir) for config in pending]
         for future in as_completed(futures):

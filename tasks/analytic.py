@@ -50,7 +50,7 @@ class _ZDT(AnalyticProblem):
         return _box(self.n_var, 0.0, 1.0)[1]
 
     def _f1_and_g(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return x[0], 1 + 9 * x[1:].sum() / (self.n_var - 1)
+        return x[..., 0], 1 + 9 * x[..., 1:].sum(dim=-1) / (self.n_var - 1)
 
     def pareto_front(self) -> np.ndarray:
         return get_problem(self.name, n_var=self.n_var).pareto_front(n_pareto_points=500)
@@ -63,7 +63,7 @@ class ZDT1(_ZDT):
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         f1, g = self._f1_and_g(x)
         ratio = torch.clamp(f1 / g, min=ZDT_SQRT_FLOOR)  # finite gradient at f1 = 0
-        return torch.stack([f1, g * (1 - torch.sqrt(ratio))])
+        return torch.stack([f1, g * (1 - torch.sqrt(ratio))], dim=-1)
 
 
 @register_task("zdt2")
@@ -72,7 +72,7 @@ class ZDT2(_ZDT):
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         f1, g = self._f1_and_g(x)
-        return torch.stack([f1, g * (1 - (f1 / g) ** 2)])
+        return torch.stack([f1, g * (1 - (f1 / g) ** 2)], dim=-1)
 
 
 class FonsecaParams(AnalyticParams):
@@ -108,7 +108,11 @@ class FonsecaFleming(AnalyticProblem):
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         shift = 1 / math.sqrt(self.n_var)
         return torch.stack(
-            [1 - torch.exp(-((x - shift) ** 2).sum()), 1 - torch.exp(-((x + shift) ** 2).sum())]
+            [
+                1 - torch.exp(-((x - shift) ** 2).sum(dim=-1)),
+                1 - torch.exp(-((x + shift) ** 2).sum(dim=-1)),
+            ],
+            dim=-1,
         )
 
     def pareto_front(self) -> np.ndarray:
@@ -169,7 +173,7 @@ class CAGradToy(AnalyticProblem):
         return _box(self.n_var, -10.0, 10.0)[1]
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        return cagrad_toy_objectives(x[0], x[1])
+        return cagrad_toy_objectives(x[..., 0], x[..., 1])
 
     def pareto_front(self) -> np.ndarray:
         return _cagrad_toy_front()
@@ -197,11 +201,10 @@ class DTLZ2(AnalyticProblem):
         return _box(self.n_var, 0.0, 1.0)[1]
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
-        g = ((x[2:] - 0.5) ** 2).sum()
-        a, b = x[0] * math.pi / 2, x[1] * math.pi / 2
-        return (1 + g) * torch.stack(
-            [torch.cos(a) * torch.cos(b), torch.cos(a) * torch.sin(b), torch.sin(a)]
-        )
+        g = ((x[..., 2:] - 0.5) ** 2).sum(dim=-1, keepdim=True)
+        a, b = x[..., 0] * math.pi / 2, x[..., 1] * math.pi / 2
+        angles = [torch.cos(a) * torch.cos(b), torch.cos(a) * torch.sin(b), torch.sin(a)]
+        return (1 + g) * torch.stack(angles, dim=-1)
 
     def pareto_front(self) -> np.ndarray:
         directions = get_reference_directions("das-dennis", 3, n_partitions=24)

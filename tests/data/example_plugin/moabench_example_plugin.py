@@ -32,4 +32,4 @@ class TwoParabolas(AnalyticProblem):
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         centres = torch.tensor([[-1.0, 0.0], [1.0, 0.0]], dtype=torch.float64)
-        return ((x - centres) ** 2).sum(dim=1)
+        return ((x.unsqueeze(-2) - centres) ** 2).sum(dim=-1)
