@@ -1,6 +1,13 @@
 """moabench: a benchmark and evaluation harness for multi-objective alignment."""
 
-from moabench.algorithm import Algorithm, GramRule, Paradigm, algorithms, make_algorithm, register_algorithm
+from moabench.algorithm import (
+    Algorithm,
+    GramRule,
+    Paradigm,
+    algorithms,
+    make_algorithm,
+    register_algorithm,
+)
 from moabench.gradients import combine, gram_matrix, per_objective_gradients
 from moabench.preferences import simplex_lattice, validate_preference
 from moabench.task import ObjectiveSpace, RunOutput, Task, make_task, register_task, tasks

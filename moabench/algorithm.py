@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from moabench.errors import validate_params
 from moabench.preferences import validate_preference
-from moabench.registry import Registry
+from moabench.registry import Registrable, Registry
 
 
 class Paradigm(str, Enum):
@@ -31,14 +31,13 @@ class NoParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Algorithm:
+class Algorithm(Registrable):
     """Base class of every registered algorithm.
 
     Subclasses set `paradigms`, a pydantic `Params` model (hyperparameters with defaults; unknown
     fields are rejected) and a docstring whose first line is the one-line description.
     """
 
-    name: ClassVar[str]
     paradigms: ClassVar[frozenset[Paradigm]]
     Params: ClassVar[type[BaseModel]] = NoParams
 
@@ -47,17 +46,8 @@ class Algorithm:
         self.preference = validate_preference(preference)
 
     @classmethod
-    def description(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-
-    @classmethod
     def supports(cls, paradigm: Paradigm) -> bool:
         return paradigm in cls.paradigms
-
-    @classmethod
-    def hyperparameters(cls) -> dict[str, Any]:
-        """Hyperparameter names and their defaults."""
-        return {name: field.default for name, field in cls.Params.model_fields.items()}
 
 
 class GramRule(Algorithm):

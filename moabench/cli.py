@@ -21,11 +21,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from moabench.algorithm import algorithms
-from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
+from moabench.errors import ConfigError, describe_validation_error
 from moabench.leaderboard import build_leaderboard, check_leaderboard
+from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
 from moabench.records import CorruptRecordError, load_records, write_record
 from moabench.registry import UnknownNameError
-from moabench.errors import ConfigError, describe_validation_error
 from moabench.runner import execute, resolve_config
 from moabench.sweep import SweepConfig, plan_sweep, run_sweep
 from moabench.task import tasks
@@ -95,22 +95,41 @@ def _format_params(defaults: dict[str, Any]) -> str:
 
 
 @app.command("list")
-def list_entries(what: Annotated[Listing, typer.Argument(help="what to list")] = Listing.all) -> None:
+def list_entries(
+    what: Annotated[Listing, typer.Argument(help="what to list")] = Listing.all,
+) -> None:
     """List the registered algorithms and tasks with their paradigms and hyperparameters."""
     if what in (Listing.algorithms, Listing.all):
-        table = Table("algorithm", "description", "paradigms", "hyperparameters (defaults)", title="Algorithms")
+        table = Table(
+            "algorithm",
+            "description",
+            "paradigms",
+            "hyperparameters (defaults)",
+            title="Algorithms",
+        )
         for cls in algorithms:
             paradigms = ", ".join(sorted(p.value for p in cls.paradigms))
-            table.add_row(cls.name, cls.description(), paradigms, _format_params(cls.hyperparameters()))
+            table.add_row(
+                cls.name, cls.description(), paradigms, _format_params(cls.hyperparameters())
+            )
         console.print(table)
     if what in (Listing.tasks, Listing.all):
-        table = Table("task", "description", "paradigm", "objectives", "parameters (defaults)", title="Tasks")
+        table = Table(
+            "task", "description", "paradigm", "objectives", "parameters (defaults)", title="Tasks"
+        )
         for cls in tasks:
             space = cls().space
             objectives = ", ".join(
-                f"{name} ({'max' if up else 'min'})" for name, up in zip(space.names, space.maximize)
+                f"{name} ({'max' if up else 'min'})"
+                for name, up in zip(space.names, space.maximize)
             )
-            table.add_row(cls.name, cls.description(), cls.paradigm.value, objectives, _format_params(cls.hyperparameters()))
+            table.add_row(
+                cls.name,
+                cls.description(),
+                cls.paradigm.value,
+                objectives,
+                _format_params(cls.hyperparameters()),
+            )
         console.print(table)
 
 
@@ -118,11 +137,19 @@ def list_entries(what: Annotated[Listing, typer.Argument(help="what to list")] =
 def run(
     algo: Annotated[str, typer.Option("--algo", help="algorithm name (see `moabench list`)")],
     task: Annotated[str, typer.Option("--task", help="task name (see `moabench list`)")],
-    preference: Annotated[str | None, typer.Option(help="comma-separated weights; default uniform")] = None,
+    preference: Annotated[
+        str | None, typer.Option(help="comma-separated weights; default uniform")
+    ] = None,
     seed: Annotated[int, typer.Option(help="random seed")] = 0,
-    param: Annotated[list[str] | None, typer.Option("--param", help="algorithm hyperparameter NAME=VALUE")] = None,
-    task_param: Annotated[list[str] | None, typer.Option("--task-param", help="task parameter NAME=VALUE")] = None,
-    results_dir: Annotated[Path, typer.Option(help="where the run record is written")] = Path("results"),
+    param: Annotated[
+        list[str] | None, typer.Option("--param", help="algorithm hyperparameter NAME=VALUE")
+    ] = None,
+    task_param: Annotated[
+        list[str] | None, typer.Option("--task-param", help="task parameter NAME=VALUE")
+    ] = None,
+    results_dir: Annotated[Path, typer.Option(help="where the run record is written")] = Path(
+        "results"
+    ),
 ) -> None:
     """Run one algorithm on one task at one preference and write its record."""
     with user_errors():
@@ -132,14 +159,18 @@ def run(
             weights: list[float] = [1.0 / m] * m
         else:
             weights = parse_numbers(preference, "--preference")
-        config = resolve_config(algo, task, weights, seed, parse_assignments(param, "--param"), task_params)
+        config = resolve_config(
+            algo, task, weights, seed, parse_assignments(param, "--param"), task_params
+        )
         record = execute(config)
         path = write_record(record, results_dir)
     if record.status != "ok":
         err.print(f"[red]run failed:[/red] {record.reason} (record: {path})", highlight=False)
         raise typer.Exit(1)
     names = record.objective_space["names"]
-    table = Table("objective", "value", title=f"{algo} on {task}, w = {config.preference}, seed {seed}")
+    table = Table(
+        "objective", "value", title=f"{algo} on {task}, w = {config.preference}, seed {seed}"
+    )
     for name, value in zip(names, record.objectives or []):
         table.add_row(name, f"{value:.6g}")
     console.print(table)
@@ -156,13 +187,24 @@ def _split(values: str | None) -> list[str] | None:
 
 @app.command()
 def sweep(
-    algo: Annotated[str | None, typer.Option("--algo", help="comma-separated algorithms or 'all' [all]")] = None,
-    task: Annotated[str | None, typer.Option("--task", help="comma-separated tasks, 'all' or a paradigm [analytic]")] = None,
+    algo: Annotated[
+        str | None, typer.Option("--algo", help="comma-separated algorithms or 'all' [all]")
+    ] = None,
+    task: Annotated[
+        str | None,
+        typer.Option("--task", help="comma-separated tasks, 'all' or a paradigm [analytic]"),
+    ] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
-    partitions: Annotated[int | None, typer.Option(help="simplex-lattice partitions (m=2: 10 gives 11 points)")] = None,
-    config: Annotated[Path | None, typer.Option(help="a JSON sweep file; command-line options override it")] = None,
+    partitions: Annotated[
+        int | None, typer.Option(help="simplex-lattice partitions (m=2: 10 gives 11 points)")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="a JSON sweep file; command-line options override it")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
-    results_dir: Annotated[Path, typer.Option(help="where run records are written")] = Path("results"),
+    results_dir: Annotated[Path, typer.Option(help="where run records are written")] = Path(
+        "results"
+    ),
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
@@ -173,10 +215,15 @@ def sweep(
             "seeds": parse_numbers(seeds, "--seeds", int) if seeds else None,
             "partitions": partitions,
         }
-        sweep_config = sweep_config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+        sweep_config = sweep_config.model_copy(
+            update={k: v for k, v in overrides.items() if v is not None}
+        )
         plan = plan_sweep(sweep_config)
         for algorithm_name, task_name in plan.unsupported:
-            err.print(f"notice: {algorithm_name} does not support {task_name}; left out (n/a)", highlight=False)
+            err.print(
+                f"notice: {algorithm_name} does not support {task_name}; left out (n/a)",
+                highlight=False,
+            )
         with Progress(
             TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
             console=err, transient=False,
@@ -222,8 +269,13 @@ def main() -> None:
 @app.command()
 def leaderboard(
     results_dir: Annotated[Path, typer.Option(help="where the run records are")] = Path("results"),
-    out: Annotated[Path, typer.Option(help="where LEADERBOARD.md and plots/ are written")] = Path("leaderboard"),
-    check: Annotated[bool, typer.Option("--check", help="compare with the files in --out instead; exit 1 if stale")] = False,
+    out: Annotated[Path, typer.Option(help="where LEADERBOARD.md and plots/ are written")] = Path(
+        "leaderboard"
+    ),
+    check: Annotated[
+        bool,
+        typer.Option("--check", help="compare with the files in --out instead; exit 1 if stale"),
+    ] = False,
 ) -> None:
     """Rank algorithms per task from the run records; write LEADERBOARD.md and front plots."""
     with user_errors():
@@ -233,7 +285,10 @@ def leaderboard(
             differences = check_leaderboard(results_dir, out)
             _report_skipped(load_records(results_dir).skipped)
             if differences:
-                console.print(f"{out / 'LEADERBOARD.md'} is stale; regenerated version differs:", highlight=False)
+                console.print(
+                    f"{out / 'LEADERBOARD.md'} is stale; regenerated version differs:",
+                    highlight=False,
+                )
                 console.print("\n".join(differences), highlight=False, markup=False)
                 raise typer.Exit(1)
             console.print(f"{out / 'LEADERBOARD.md'} is up to date", highlight=False)
@@ -248,4 +303,6 @@ def leaderboard(
 
 def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
     for path, reason in skipped:
-        err.print(f"[yellow]warning:[/yellow] skipped {path}: {reason}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/yellow] skipped {path}: {reason}", highlight=False, soft_wrap=True
+        )

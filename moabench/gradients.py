@@ -15,7 +15,9 @@ from moabench.algorithm import GramRule
 from moabench.task import DivergedError
 
 
-def per_objective_gradients(losses: torch.Tensor, parameters: Sequence[torch.Tensor]) -> torch.Tensor:
+def per_objective_gradients(
+    losses: torch.Tensor, parameters: Sequence[torch.Tensor]
+) -> torch.Tensor:
     """The Jacobian of the m losses w.r.t. the flattened parameters, shape (m, d)."""
     rows = []
     for i in range(losses.shape[0]):
@@ -54,7 +56,9 @@ def rule_direction(
     coefficients = rule.coefficients(gram, learning_rate)
     if not np.all(np.isfinite(coefficients)):
         raise DivergedError(f"non-finite coefficients {coefficients.tolist()} from {rule.name}")
-    direction = torch.as_tensor(coefficients, dtype=jacobian.dtype, device=jacobian.device) @ jacobian
+    direction = (
+        torch.as_tensor(coefficients, dtype=jacobian.dtype, device=jacobian.device) @ jacobian
+    )
     return coefficients, direction
 
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy.stats import bootstrap
 
 from moabench.algorithm import Paradigm, algorithms
-from moabench.metrics import METRICS, front_metrics, nondominated
+from moabench.metrics import front_metrics, nondominated
 from moabench.plots import plot_fronts
 from moabench.records import RunRecord, load_records
 from moabench.task import ObjectiveSpace, tasks
@@ -124,7 +124,9 @@ def _defaults(registry, name: str) -> dict[str, Any] | None:
 
 def _space(record: RunRecord) -> ObjectiveSpace:
     s = record.objective_space
-    return ObjectiveSpace(tuple(s["names"]), tuple(s["maximize"]), tuple(s["ideal"]), tuple(s["nadir"]))
+    return ObjectiveSpace(
+        tuple(s["names"]), tuple(s["maximize"]), tuple(s["ideal"]), tuple(s["nadir"])
+    )
 
 
 def default_reference_front(task: str, task_params: dict[str, Any]) -> np.ndarray | None:
@@ -151,7 +153,9 @@ def task_table(
     by_algorithm: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         params = record.config.algorithm_params
-        name = _label(record.config.algorithm, params, _defaults(algorithms, record.config.algorithm))
+        name = _label(
+            record.config.algorithm, params, _defaults(algorithms, record.config.algorithm)
+        )
         by_algorithm[name].append(record)
 
     rows, points_by_algorithm = [], {}
@@ -168,7 +172,9 @@ def task_table(
             preferences = np.asarray([r.config.preference for r in front])
             for metric, value in front_metrics(points, preferences, reference).items():
                 values[metric].append(value)
-            values["gradient_evaluations"].append(float(sum(r.cost.gradient_evaluations for r in front)))
+            values["gradient_evaluations"].append(
+                float(sum(r.cost.gradient_evaluations for r in front))
+            )
         row.seeds = len(per_seed)
         row.summary = {metric: mean_interval(values[metric]) for metric in COLUMNS}
         rows.append(row)
@@ -214,7 +220,13 @@ def build_leaderboard(
         tables.append(table)
         if plots and table.space.n_objectives in (2, 3):
             exact = reference_front(task, json.loads(params))
-            plot_fronts(f"{label}: final points by preference", table.space, points, exact, out_dir / plot_name)
+            plot_fronts(
+                f"{label}: final points by preference",
+                table.space,
+                points,
+                exact,
+                out_dir / plot_name,
+            )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "LEADERBOARD.md").write_text(render_markdown(tables))
     return LeaderboardResult(tables, loaded.skipped)
@@ -268,7 +280,9 @@ def _render_table(table: TaskTable) -> list[str]:
             position = "-"
         cells = [str(row.summary[metric]) for metric in COLUMNS]
         lines.append(
-            f"| {position} | {row.algorithm} | " + " | ".join(cells) + f" | {row.seeds} | {len(row.failed)}/{row.runs} |"
+            f"| {position} | {row.algorithm} | "
+            + " | ".join(cells)
+            + f" | {row.seeds} | {len(row.failed)}/{row.runs} |"
         )
     lines += ["", f"![{table.label} fronts]({table.plot})", ""]
     failures = [record for row in table.rows for record in row.failed]
@@ -284,7 +298,9 @@ def _render_table(table: TaskTable) -> list[str]:
 
 
 def check_leaderboard(
-    results_dir: Path, committed_dir: Path, reference_front: ReferenceFront = default_reference_front
+    results_dir: Path,
+    committed_dir: Path,
+    reference_front: ReferenceFront = default_reference_front,
 ) -> list[str]:
     """Regenerate into a temporary folder; return the diff lines against the committed
     LEADERBOARD.md (empty when it is up to date)."""

@@ -54,7 +54,9 @@ def plot_fronts(
         if reference_front is not None:
             axes.scatter(*np.asarray(reference_front).T, s=1, color="0.7", label="reference front")
         if name:
-            points, preferences = (np.asarray(a, dtype=np.float64) for a in points_by_algorithm[name])
+            points, preferences = (
+                np.asarray(a, dtype=np.float64) for a in points_by_algorithm[name]
+            )
             _scatter(axes, space, points, preferences)
             axes.set_title(name, fontsize=10)
         axes.set_xlabel(labels[0], fontsize=8)
@@ -65,7 +67,9 @@ def plot_fronts(
         axes.tick_params(labelsize=7)
     if m == 2:
         mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 1))
-        figure.colorbar(mappable, ax=figure.axes, label=f"preference weight on {space.names[0]}", shrink=0.8)
+        figure.colorbar(
+            mappable, ax=figure.axes, label=f"preference weight on {space.names[0]}", shrink=0.8
+        )
     else:
         figure.text(0.01, 0.01, "colour = preference (w1, w2, w3) as RGB", fontsize=8)
     path = Path(path)

@@ -142,7 +142,11 @@ def load_records(results_dir: Path) -> LoadedRecords:
 
 def finished_keys(results_dir: Path) -> set[str]:
     """Keys of the runs already on disk (ok or failed): a resumed sweep skips these."""
-    return {path.stem for path in Path(results_dir).glob("*.json")} if Path(results_dir).is_dir() else set()
+    return (
+        {path.stem for path in Path(results_dir).glob("*.json")}
+        if Path(results_dir).is_dir()
+        else set()
+    )
 
 
 @lru_cache(maxsize=1)

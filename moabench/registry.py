@@ -11,9 +11,28 @@ import difflib
 import importlib
 from collections.abc import Callable, Iterator
 from importlib.metadata import entry_points
-from typing import Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel
 
 T = TypeVar("T")
+
+
+class Registrable:
+    """What every registered class offers to `moabench list`: a one-line description (the first
+    line of its docstring) and its parameters with their defaults (its pydantic `Params` model)."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[BaseModel]]
+
+    @classmethod
+    def description(cls) -> str:
+        return cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ""
+
+    @classmethod
+    def hyperparameters(cls) -> dict[str, Any]:
+        """Parameter names and their defaults."""
+        return {name: field.default for name, field in cls.Params.model_fields.items()}
 
 
 class UnknownNameError(KeyError):

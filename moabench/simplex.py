@@ -81,7 +81,9 @@ def _dual_two_objectives(gram: np.ndarray, linear: np.ndarray, radius: float) ->
     c0 = gram[1, 1]
     slope = linear[0] - linear[1]  # p^T linear = linear[1] + slope * lam
     k2, s2 = radius**2, slope**2
-    roots = np.roots([4 * k2 * a * a - 4 * s2 * a, 4 * k2 * a * b - 4 * s2 * b, k2 * b * b - 4 * s2 * c0])
+    roots = np.roots(
+        [4 * k2 * a * a - 4 * s2 * a, 4 * k2 * a * b - 4 * s2 * b, k2 * b * b - 4 * s2 * c0]
+    )
     candidates = [0.0, 1.0] + [
         float(r.real) for r in np.atleast_1d(roots) if abs(r.imag) < 1e-12 and 0.0 <= r.real <= 1.0
     ]

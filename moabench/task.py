@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from moabench.algorithm import Algorithm, Paradigm
 from moabench.errors import validate_params
-from moabench.registry import Registry
+from moabench.registry import Registrable, Registry
 
 #: Hypervolume reference point in the normalised minimisation space (ideal = 0, nadir = 1).
 HV_REFERENCE = 1.1
@@ -85,23 +85,14 @@ class DivergedError(RuntimeError):
     """A run whose objectives or gradients became NaN or infinite."""
 
 
-class Task:
+class Task(Registrable):
     """Base class of every registered task; subclasses set the class attributes and `run`."""
 
-    name: ClassVar[str]
     paradigm: ClassVar[Paradigm]
     Params: ClassVar[type[BaseModel]]
 
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")
-
-    @classmethod
-    def description(cls) -> str:
-        return (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-
-    @classmethod
-    def hyperparameters(cls) -> dict[str, Any]:
-        return {name: field.default for name, field in cls.Params.model_fields.items()}
 
     @property
     def space(self) -> ObjectiveSpace:
@@ -119,7 +110,9 @@ class TaskParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-tasks: Registry[Task] = Registry("task", builtin_module="moabench.tasks", entry_point_group="moabench.tasks")
+tasks: Registry[Task] = Registry(
+    "task", builtin_module="moabench.tasks", entry_point_group="moabench.tasks"
+)
 register_task = tasks.register
 
 

@@ -41,7 +41,9 @@ class _ZDT(AnalyticProblem):
 
     n_var: ClassVar[int] = 30
     Params = ZDTParams
-    space = ObjectiveSpace(names=("f1", "f2"), maximize=(False, False), ideal=(0.0, 0.0), nadir=(1.0, 1.0))
+    space = ObjectiveSpace(
+        names=("f1", "f2"), maximize=(False, False), ideal=(0.0, 0.0), nadir=(1.0, 1.0)
+    )
 
     def lower(self) -> torch.Tensor:
         return _box(self.n_var, 0.0, 1.0)[0]
@@ -118,7 +120,9 @@ class FonsecaFleming(AnalyticProblem):
     def pareto_front(self) -> np.ndarray:
         n, shift = self.n_var, 1 / math.sqrt(self.n_var)
         t = np.linspace(-shift, shift, 500)
-        return np.stack([1 - np.exp(-n * (t - shift) ** 2), 1 - np.exp(-n * (t + shift) ** 2)], axis=1)
+        return np.stack(
+            [1 - np.exp(-n * (t - shift) ** 2), 1 - np.exp(-n * (t + shift) ** 2)], axis=1
+        )
 
 
 class ToyParams(AnalyticParams):

@@ -31,7 +31,17 @@ def test_run_writes_a_complete_record(cli, tmp_path):
 
 def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
     for directory in ("a", "b"):
-        cli("run", "--algo", "raco", "--task", "cagrad-toy", "--seed", "3", "--results-dir", str(tmp_path / directory))
+        cli(
+            "run",
+            "--algo",
+            "raco",
+            "--task",
+            "cagrad-toy",
+            "--seed",
+            "3",
+            "--results-dir",
+            str(tmp_path / directory),
+        )
     (a,), (b,) = load_records(tmp_path / "a").records, load_records(tmp_path / "b").records
     assert a.objectives == b.objectives and a.trajectory == b.trajectory
 
@@ -39,12 +49,21 @@ def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "--algo", "gapoo", "--task", "zdt1"], "unknown algorithm 'gapoo'. Did you mean gapo"),
+        (
+            ["run", "--algo", "gapoo", "--task", "zdt1"],
+            "unknown algorithm 'gapoo'. Did you mean gapo",
+        ),
         (["run", "--algo", "gapo", "--task", "zdt9"], "unknown task 'zdt9'. Did you mean"),
-        (["run", "--algo", "gapo", "--task", "zdt1", "--preference", "0.2,0.3,0.5"], "has 3 entries but the task has 2"),
+        (
+            ["run", "--algo", "gapo", "--task", "zdt1", "--preference", "0.2,0.3,0.5"],
+            "has 3 entries but the task has 2",
+        ),
         (["run", "--algo", "gapo", "--task", "zdt1", "--preference", "-1,2"], "negative"),
         (["run", "--algo", "gapo", "--task", "zdt1", "--preference", "0,0"], "all zeros"),
-        (["run", "--algo", "gapo", "--task", "zdt1", "--preference", "a,b"], "expected comma-separated floats"),
+        (
+            ["run", "--algo", "gapo", "--task", "zdt1", "--preference", "a,b"],
+            "expected comma-separated floats",
+        ),
         (["run", "--algo", "gapo", "--task", "zdt1", "--param", "p=3"], "field 'p'"),
         (["run", "--algo", "gapo", "--task", "zdt1", "--param", "p"], "expected NAME=VALUE"),
         (["run", "--algo", "gapo", "--task", "zdt1", "--task-param", "steps=-1"], "field 'steps'"),
@@ -61,7 +80,17 @@ def test_bad_input_is_one_error_line_and_exit_2(cli, tmp_path, args, message):
 
 
 def test_a_preference_not_summing_to_one_is_normalised_with_a_notice(cli, tmp_path):
-    result = cli("run", "--algo", "ls", "--task", "zdt1", "--preference", "1,3", "--results-dir", str(tmp_path))
+    result = cli(
+        "run",
+        "--algo",
+        "ls",
+        "--task",
+        "zdt1",
+        "--preference",
+        "1,3",
+        "--results-dir",
+        str(tmp_path),
+    )
     assert result.exit_code == 0
     assert "notice: preference [1.0, 3.0] sums to 4; normalised to [0.25, 0.75]" in result.stderr
     assert load_records(tmp_path).records[0].config.preference == [0.25, 0.75]

@@ -13,8 +13,8 @@ from moabench.metrics import (
     inner_product,
     nondominated,
     rank_correlation,
-    sparsity,
     spacing,
+    sparsity,
 )
 from moabench.task import ObjectiveSpace
 
@@ -24,7 +24,9 @@ PF = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
 
 def test_hypervolume_of_maximised_points_through_the_objective_space():
     raw = np.array([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0]])  # maximised, reference point (0, 0)
-    space = ObjectiveSpace(names=("a", "b"), maximize=(True, True), ideal=(0.0, 0.0), nadir=(-1.0, -1.0))
+    space = ObjectiveSpace(
+        names=("a", "b"), maximize=(True, True), ideal=(0.0, 0.0), nadir=(-1.0, -1.0)
+    )
     normalised = space.normalize(raw)
     assert normalised.tolist() == (-raw).tolist()
     assert hypervolume(normalised, reference=0.0) == pytest.approx(6.0)

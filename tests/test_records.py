@@ -22,7 +22,12 @@ def make_record(seed: int = 0, **overrides) -> RunRecord:
         paradigm="analytic",
         status="ok",
         objectives=[0.1, 0.9],
-        objective_space={"names": ["f1", "f2"], "maximize": [False, False], "ideal": [0, 0], "nadir": [1, 1]},
+        objective_space={
+            "names": ["f1", "f2"],
+            "maximize": [False, False],
+            "ideal": [0, 0],
+            "nadir": [1, 1],
+        },
     )
     return RunRecord(**(fields | overrides))
 

@@ -9,8 +9,8 @@ import pytest
 
 from moabench import algorithms, make_algorithm, tasks
 from moabench.algorithm import GramRule, Paradigm
-from moabench.registry import DuplicateNameError, Registry, UnknownNameError
 from moabench.errors import ConfigError
+from moabench.registry import DuplicateNameError, Registry, UnknownNameError
 from moabench.runner import UnsupportedPairingError, resolve_config
 
 PLUGIN = Path(__file__).parent / "data" / "example_plugin"
@@ -72,7 +72,9 @@ def test_a_third_party_plugin_works_in_every_command(tmp_path):
     env = os.environ | {"PYTHONPATH": str(site)}
     moabench = [sys.executable, "-m", "moabench"]
 
-    listing = subprocess.run([*moabench, "list"], env=env, capture_output=True, text=True, check=True)
+    listing = subprocess.run(
+        [*moabench, "list"], env=env, capture_output=True, text=True, check=True
+    )
     assert "half-sum" in listing.stdout and "two-parabolas" in listing.stdout
 
     results = tmp_path / "results"

@@ -6,11 +6,11 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import torch
+from moabench.algorithms.cagrad import conflict_averse_coefficients
+from moabench.algorithms.dynamic_weighting import mirror_descent_step
 from torchjd.aggregation import CAGradWeighting, MGDAWeighting
 
 from moabench import make_algorithm
-from moabench.algorithms.cagrad import conflict_averse_coefficients
-from moabench.algorithms.dynamic_weighting import mirror_descent_step
 from moabench.simplex import conflict_averse_dual, min_norm_point, simplex_qp
 
 RNG = np.random.default_rng(20260522)
@@ -61,7 +61,9 @@ def test_min_norm_point_matches_an_independent_qp(m):
         h = gram(random_gradients(m, d=3))  # rank-deficient for m > 3
         ours = min_norm_point(h)
         x = cp.Variable(m)
-        problem = cp.Problem(cp.Minimize(cp.sum_squares(random_sqrt(h) @ x)), [x >= 0, cp.sum(x) == 1])
+        problem = cp.Problem(
+            cp.Minimize(cp.sum_squares(random_sqrt(h) @ x)), [x >= 0, cp.sum(x) == 1]
+        )
         problem.solve(cp.CLARABEL)
         assert ours @ h @ ours <= problem.value + 1e-7
         assert np.all(ours >= 0) and ours.sum() == pytest.approx(1.0)
@@ -207,7 +209,9 @@ def test_cagrad_rescale_divides_by_one_plus_c_squared():
 def test_raco_with_c0_is_linear_scalarization():
     gradients = random_gradients(3)
     w = np.array([0.1, 0.6, 0.3])
-    assert coefficients("raco", gradients, w, c=0.0) == pytest.approx(coefficients("ls", gradients, w))
+    assert coefficients("raco", gradients, w, c=0.0) == pytest.approx(
+        coefficients("ls", gradients, w)
+    )
 
 
 def test_raco_without_clip_is_weighted_anchor_cagrad():

@@ -7,8 +7,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from moabench.records import load_records
 from moabench.sweep import SweepConfig, plan_sweep, run_sweep
 
@@ -17,7 +15,9 @@ FAST = {"zdt1": {"steps": 5}, "dtlz2": {"steps": 5}}
 
 def test_plan_expands_groups_and_uses_the_lattice_per_task():
     plan = plan_sweep(
-        SweepConfig(algorithms=["ls", "mgda"], tasks=["zdt1", "dtlz2"], seeds=[0, 1], task_params=FAST)
+        SweepConfig(
+            algorithms=["ls", "mgda"], tasks=["zdt1", "dtlz2"], seeds=[0, 1], task_params=FAST
+        )
     )
     per_task = {}
     for config in plan.configs:
@@ -29,7 +29,11 @@ def test_plan_expands_groups_and_uses_the_lattice_per_task():
 
 
 def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
-    plan = plan_sweep(SweepConfig(algorithms=["nan-rule", "ls"], tasks=["zdt1"], seeds=[0], partitions=2, task_params=FAST))
+    plan = plan_sweep(
+        SweepConfig(
+            algorithms=["nan-rule", "ls"], tasks=["zdt1"], seeds=[0], partitions=2, task_params=FAST
+        )
+    )
     summary = run_sweep(plan.configs, tmp_path)
     assert summary.ok == 3 and len(summary.failed) == 3
     records = load_records(tmp_path).records
@@ -39,7 +43,9 @@ def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
 
 
 def test_rerunning_a_sweep_skips_finished_runs(tmp_path):
-    plan = plan_sweep(SweepConfig(algorithms=["ls"], tasks=["zdt1"], seeds=[0], partitions=2, task_params=FAST))
+    plan = plan_sweep(
+        SweepConfig(algorithms=["ls"], tasks=["zdt1"], seeds=[0], partitions=2, task_params=FAST)
+    )
     first = run_sweep(plan.configs, tmp_path)
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
     second = run_sweep(plan.configs, tmp_path)
@@ -52,7 +58,15 @@ def objectives_by_key(results_dir):
 
 
 def test_two_workers_give_the_same_numbers_as_one(tmp_path):
-    plan = plan_sweep(SweepConfig(algorithms=["raco", "dynamic-weighting"], tasks=["zdt1"], seeds=[0, 1], partitions=2, task_params=FAST))
+    plan = plan_sweep(
+        SweepConfig(
+            algorithms=["raco", "dynamic-weighting"],
+            tasks=["zdt1"],
+            seeds=[0, 1],
+            partitions=2,
+            task_params=FAST,
+        )
+    )
     run_sweep(plan.configs, tmp_path / "one", workers=1)
     run_sweep(plan.configs, tmp_path / "two", workers=2)
     assert objectives_by_key(tmp_path / "one") == objectives_by_key(tmp_path / "two")
@@ -63,14 +77,18 @@ def test_a_killed_sweep_resumes_without_losing_or_duplicating_records(tmp_path):
     results = tmp_path / "results"
     command = [sys.executable, "-m", "moabench", "sweep", "--algo", "ls,mgda,raco,upgrad",
                "--task", "zdt1,zdt2", "--seeds", "0,1", "--results-dir", str(results)]  # fmt: skip
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 10:
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     survivors = {p.name: p.read_bytes() for p in results.glob("*.json")}
-    sweep = SweepConfig(algorithms=["ls", "mgda", "raco", "upgrad"], tasks=["zdt1", "zdt2"], seeds=[0, 1])
+    sweep = SweepConfig(
+        algorithms=["ls", "mgda", "raco", "upgrad"], tasks=["zdt1", "zdt2"], seeds=[0, 1]
+    )
     expected = len(plan_sweep(sweep).configs)
     assert 10 <= len(survivors) < expected, "the kill should land mid-sweep"
 
