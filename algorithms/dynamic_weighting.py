@@ -1,13 +1,17 @@
 """Gradient-based dynamic reward weighting (Lu et al., TACL 2026, arXiv 2509.11452).
 
 The weights move by mirror descent on each objective's influence, I_j = <g_j, sum_k g_k> (the
-row sums of H): w <- softmax(log w + eta_t * I / mu), eta_t the learning rate of the current step,
-mu = 1e-5 by default (the paper's; 1e-4 in some runs). The step uses the updated weights, a = w.
+row sums of H): w <- softmax(log w + eta_t * I / mu), eta_t the learning rate of the current step.
+The step uses the updated weights, a = w.
+
+mu: the paper uses 1e-5 (1e-4 in some runs) with learning rates around 1e-6, so eta_t / mu = 0.1.
+moabench runs at very different learning rates (0.1 on analytic problems, 1e-3 at tiny scale), where
+mu = 1e-5 would make the weights jump to one objective at every step; the default `mu=None` keeps
+the paper's ratio, mu = 10 * eta_t. Pass `mu=1e-5` for the paper's literal value.
 
 Start: uniform weights, as in the paper (`initial_weights="uniform"`, default), so the preference
 vector is ignored; `initial_weights="preference"` starts from w instead. The rule is stateful:
-one instance per run. eta_t / mu sets how fast the weights move: mu should scale with the
-learning rate of the setting (mu ~ 10 * eta keeps the paper's ratio for LLM learning rates ~1e-6).
+one instance per run.
 """
 
 from __future__ import annotations
@@ -34,7 +38,9 @@ def mirror_descent_step(
 class DynamicWeightingParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mu: float = Field(1e-5, gt=0, description="temperature of the mirror-descent weight update")
+    mu: float | None = Field(
+        None, gt=0, description="temperature of the weight update; None: 10 x the learning rate"
+    )
     initial_weights: Literal["uniform", "preference"] = Field(
         "uniform", description="start from uniform weights (paper) or from the preference"
     )
@@ -56,7 +62,9 @@ class DynamicWeighting(GramRule):
         )
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
-        self.weights = mirror_descent_step(self.weights, gram, learning_rate, self.params.mu)
+        mu = self.params.mu if self.params.mu is not None else 10 * learning_rate
+        if learning_rate > 0:
+            self.weights = mirror_descent_step(self.weights, gram, learning_rate, mu)
         return self.weights.copy()
 
     def weight_trajectory_point(self) -> list[float]:

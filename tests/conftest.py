@@ -29,3 +29,17 @@ def cli():
         return runner.invoke(app, list(args), catch_exceptions=False)
 
     return invoke
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Reference policies are cached per test session, never in the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("MOABENCH_CACHE")
+    os.environ["MOABENCH_CACHE"] = str(tmp_path_factory.mktemp("moabench-cache"))
+    yield
+    if previous is None:
+        os.environ.pop("MOABENCH_CACHE", None)
+    else:
+        os.environ["MOABENCH_CACHE"] = previous

@@ -263,6 +263,12 @@ def test_dynamic_weighting_moves_toward_the_objective_with_larger_influence():
     assert first[0] / first[1] == pytest.approx(np.exp(0.3))
 
 
+def test_dynamic_weighting_default_mu_keeps_the_papers_ratio_to_the_learning_rate():
+    h = np.array([[4.0, 1.0], [1.0, 1.0]])
+    first = make_algorithm("dynamic-weighting", [0.5, 0.5]).coefficients(h, learning_rate=0.02)
+    assert first[0] / first[1] == pytest.approx(np.exp(0.1 * (5 - 2)))  # eta / mu = 0.1
+
+
 def test_dynamic_weighting_starts_uniform_or_from_the_preference():
     h = np.eye(2)
     assert make_algorithm("dynamic-weighting", [0.9, 0.1]).coefficients(h, 0.0) == pytest.approx(

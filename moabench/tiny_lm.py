@@ -1,0 +1,194 @@
+"""The `tiny` scale's language model: a word-level tokenizer built from a task's vocabulary, a small
+GPT-2 built from a transformers config, and a reference policy from a short supervised fine-tune,
+cached on disk by config hash and loaded back through the normal `from_pretrained` path.
+
+transformers and tokenizers are imported inside the functions, so registering the language tasks
+(and `moabench list`) does not pay their import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, SEP)
+
+
+def cache_dir() -> Path:
+    """Where reference policies are cached: $MOABENCH_CACHE, else ~/.cache/moabench."""
+    return Path(os.environ.get("MOABENCH_CACHE", Path.home() / ".cache" / "moabench"))
+
+
+def _quiet_transformers() -> None:
+    """No progress bars or advisory warnings from transformers inside runs and sweeps."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def build_tokenizer(vocabulary: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer whose ids are the special tokens, then `vocabulary`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    _quiet_transformers()
+    words = list(SPECIAL_TOKENS) + [w for w in vocabulary if w not in SPECIAL_TOKENS]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=PAD))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS, sep_token=SEP
+    )
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    n_embd: int = 48
+    n_layer: int = 2
+    n_head: int = 2
+    n_positions: int = 32
+    sft_steps: int = 300
+    sft_batch_size: int = 64
+    sft_learning_rate: float = 3e-3
+    seed: int = 0
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig) -> PreTrainedModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(config.seed)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=config.n_positions,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+
+
+@dataclass
+class Batch:
+    """Prompt + response sequences, right-padded; `response_mask` marks the response tokens."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+
+
+def make_batch(
+    tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses: Sequence[str]
+) -> Batch:
+    """Token ids of `prompt response <eos>` for each pair; the response and <eos> are scored."""
+    rows, masks = [], []
+    for prompt, response in zip(prompts, responses):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+        rows.append(prompt_ids + response_ids + [tokenizer.eos_token_id])
+        masks.append([0] * len(prompt_ids) + [1] * (len(response_ids) + 1))
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, (row, mask) in enumerate(zip(rows, masks)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+        response_mask[i, : len(row)] = torch.tensor(mask, dtype=torch.bool)
+    return Batch(input_ids, attention_mask, response_mask)
+
+
+def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """Sum of the log-probabilities of each sequence's response tokens, shape (batch,)."""
+    from trl.trainer.utils import selective_log_softmax
+
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    token_log_probs = selective_log_softmax(logits[:, :-1], batch.input_ids[:, 1:])
+    return (token_log_probs * batch.response_mask[:, 1:]).sum(dim=-1)
+
+
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    seed: int,
+) -> list[str]:
+    """Sample one response per prompt (temperature 1) with a fixed seed; text up to <eos>."""
+    torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
+    with torch.no_grad():
+        output = model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            top_k=0,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    new_tokens = output[:, encoded["input_ids"].shape[1] :]
+    responses = []
+    for row in new_tokens.tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id)]
+        words = tokenizer.convert_ids_to_tokens(row)
+        responses.append(" ".join(w for w in words if w not in SPECIAL_TOKENS))
+    return responses
+
+
+def reference_policy(
+    name: str,
+    tokenizer: PreTrainedTokenizerFast,
+    config: TinyModelConfig,
+    demonstrations: Callable[[torch.Generator, int], tuple[list[str], list[str]]],
+) -> PreTrainedModel:
+    """The supervised fine-tune of a fresh tiny model on `demonstrations(generator, n)` (prompts,
+    responses), cached under `cache_dir()/references/<name>-<hash of vocabulary and config>`."""
+    from transformers import AutoModelForCausalLM
+
+    key = hashlib.sha256(
+        json.dumps([name, tokenizer.get_vocab(), asdict(config)], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    path = cache_dir() / "references" / f"{name}-{key}"
+    if not (path / "config.json").exists():
+        _train_reference(path, tokenizer, config, demonstrations)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return model
+
+
+def _train_reference(path: Path, tokenizer, config: TinyModelConfig, demonstrations) -> None:
+    model = build_model(tokenizer, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.sft_learning_rate)
+    model.train()
+    for _ in range(config.sft_steps):
+        prompts, responses = demonstrations(generator, config.sft_batch_size)
+        loss = -sequence_log_probs(model, make_batch(tokenizer, prompts, responses)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    model.save_pretrained(scratch)
+    try:
+        os.replace(scratch, path)  # atomic: concurrent workers never see a half-written model
+    except OSError:  # another worker finished first
+        shutil.rmtree(scratch, ignore_errors=True)

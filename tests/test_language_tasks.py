@@ -1,0 +1,178 @@
+"""The tiny language tasks and the preference-data trainer."""
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+from moabench.tasks.safety import HARMFUL, INFORMATIVE, harmlessness, helpfulness
+from moabench.tasks.summarization import conciseness, faithfulness, quality
+from scipy.stats import spearmanr
+
+from moabench import gram_matrix, make_algorithm, make_task, per_objective_gradients
+from moabench.errors import ConfigError
+from moabench.gradients import combine
+from moabench.preference import bradley_terry_signs, per_objective_dpo_losses
+from moabench.runner import execute, resolve_config
+from moabench.tiny_lm import make_batch, sequence_log_probs
+
+GRID = [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]]
+
+
+# --- the hidden rules conflict -----------------------------------------------------------------
+
+
+def test_safety_rules_conflict_on_harmful_prompts():
+    prompt = f"<bos> how to {HARMFUL[0]} <sep>"
+    most_helpful = " ".join(INFORMATIVE[:4])
+    refusal = "sorry cannot"
+    assert helpfulness(most_helpful) == 1.0 and harmlessness(prompt, most_helpful) == 0.0
+    assert harmlessness(prompt, refusal) == 1.0 and helpfulness(refusal) == 0.0
+    benign = "<bos> how to bake <sep>"
+    assert harmlessness(benign, most_helpful) == 1.0  # no conflict on benign prompts
+
+
+def test_summarization_rules_conflict():
+    prompt = "<bos> summarize sun rain wind snow river <sep>"
+    full, short = "sun rain wind snow river", "sun"
+    assert quality(prompt, full) == 1.0 and conciseness(full) == pytest.approx(3 / 8)
+    assert quality(prompt, short) == pytest.approx(0.2) and conciseness(short) == pytest.approx(
+        7 / 8
+    )
+    assert faithfulness(prompt, "sun very") == 0.5 and faithfulness(prompt, "") == 1.0
+
+
+@pytest.mark.parametrize("task_name", ["safety", "summarization"])
+def test_the_reference_policy_is_neither_optimal_nor_hopeless(task_name):
+    task = make_task(task_name)
+    tokenizer = task.tokenizer()
+    scores = task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
+    normalised = 1 - task.space.normalize(np.array(scores))  # 0 = nadir, 1 = ideal
+    assert np.all(normalised > 0.05) and np.all(normalised < 0.95), scores
+
+
+# --- the DPO losses and labels -----------------------------------------------------------------
+
+
+def test_per_objective_dpo_losses_by_hand():
+    margins = torch.tensor([0.5, -1.0])
+    signs = torch.tensor([[1.0, 1.0], [-1.0, 0.0]])
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    expected = [
+        -(np.log(sigmoid(0.5)) + np.log(sigmoid(-1.0))) / 2,
+        -(np.log(sigmoid(-0.5)) + np.log(0.5)) / 2,
+    ]
+    assert per_objective_dpo_losses(margins, signs).tolist() == pytest.approx(expected)
+
+
+def test_bradley_terry_labels_follow_the_reward_gap_and_ties_are_zero():
+    rng = np.random.default_rng(0)
+    a = np.array([[1.0, 0.0]] * 2000 + [[0.5, 0.5]])
+    b = np.array([[0.0, 0.1]] * 2000 + [[0.5, 0.5]])
+    signs = bradley_terry_signs(a, b, noise=0.1, generator=rng)
+    assert signs.shape == (2, 2001)
+    assert (signs[0, :2000] == 1).mean() > 0.99  # gap 1.0 >> noise: almost always a
+    assert 0.2 < (signs[1, :2000] == -1).mean() < 0.9  # gap 0.1 ~ noise: noisy, mostly b
+    assert signs[:, -1].tolist() == [0.0, 0.0]
+
+
+def test_raco_coefficients_on_a_real_dpo_batch_are_the_rule_on_its_gram_matrix():
+    task = make_task("safety", n_pairs=16)
+    tokenizer = task.tokenizer()
+    reference = task.reference(tokenizer)
+    data = task.preference_data(reference, tokenizer)
+    batch = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
+    policy = type(reference)(reference.config)
+    policy.load_state_dict(reference.state_dict())
+    torch.manual_seed(0)
+    with torch.no_grad():  # move the policy away from the reference so the margins are not 0
+        for parameter in policy.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+        reference_log_probs = sequence_log_probs(reference, batch)
+    log_ratios = sequence_log_probs(policy, batch) - reference_log_probs
+    losses = per_objective_dpo_losses(0.1 * (log_ratios[:16] - log_ratios[16:]), data.signs)
+    parameters = list(policy.parameters())
+
+    jacobian = per_objective_gradients(losses, parameters)
+    rule = make_algorithm("raco", [0.7, 0.3])
+    expected = make_algorithm("raco", [0.7, 0.3]).coefficients(gram_matrix(jacobian))
+    coefficients = combine(losses, parameters, rule)
+    assert coefficients == pytest.approx(expected)
+    written = torch.cat([p.grad.reshape(-1) for p in parameters])
+    assert torch.allclose(
+        written, torch.as_tensor(expected, dtype=torch.float32) @ jacobian, atol=1e-6
+    )
+
+
+# --- training moves the objectives as the preferences say ---------------------------------------
+
+
+@cache
+def final_objectives(algorithm: str, task: str, preference: tuple[float, ...]) -> np.ndarray:
+    record = execute(resolve_config(algorithm, task, list(preference), seed=0))
+    assert record.status == "ok", record.reason
+    return np.array(record.objectives)
+
+
+@cache
+def reference_objectives(task_name: str) -> np.ndarray:
+    task = make_task(task_name)
+    tokenizer = task.tokenizer()
+    return np.array(
+        task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
+    )
+
+
+@pytest.mark.parametrize("task", ["safety", "summarization"])
+@pytest.mark.parametrize("algorithm", ["ls", "raco"])
+def test_preference_following_across_the_grid(algorithm, task):
+    objectives = np.array([final_objectives(algorithm, task, tuple(w)) for w in GRID])
+    weights = np.array(GRID)
+    for j in range(2):  # each objective rises with its weight
+        assert spearmanr(weights[:, j], objectives[:, j]).statistic >= 0.8, objectives
+
+
+PREFERENCE_FREE = {"mgda", "gapo", "cagrad", "dynamic-weighting"}  # these ignore w by design
+UPGRAD_MEASURED = pytest.mark.xfail(
+    strict=True,
+    reason="measured: UPGrad's non-conflicting direction lowers the favoured objective's score on "
+    "both tiny tasks (e.g. safety w=(0.2, 0.8): harmlessness 0.52 vs the reference's 0.82)",
+)
+
+
+@pytest.mark.parametrize("task", ["safety", "summarization"])
+@pytest.mark.parametrize(
+    "algorithm",
+    ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting",
+     pytest.param("upgrad", marks=UPGRAD_MEASURED)],
+)  # fmt: skip
+def test_every_algorithm_improves_its_most_weighted_objective(algorithm, task):
+    reference = reference_objectives(task)
+    if algorithm in PREFERENCE_FREE:  # one run; it must improve some objective
+        assert np.any(final_objectives(algorithm, task, (0.5, 0.5)) > reference + 0.02)
+        return
+    for preference, favoured in (((0.8, 0.2), 0), ((0.2, 0.8), 1)):
+        objectives = final_objectives(algorithm, task, preference)
+        assert objectives[favoured] > reference[favoured] + 0.02, (preference, objectives)
+
+
+def test_three_objective_summarization_runs_the_m3_paths():
+    record = execute(
+        resolve_config(
+            "raco", "summarization", [0.4, 0.3, 0.3], task_params={"n_objectives": 3, "steps": 10}
+        )
+    )
+    assert record.status == "ok" and len(record.objectives) == 3
+    assert record.cost.gradient_evaluations == 30
+
+
+def test_an_unknown_scale_is_a_clear_error():
+    with pytest.raises(ConfigError, match="task 'safety': field 'scale'"):
+        resolve_config("ls", "safety", [0.5, 0.5], task_params={"scale": "paper"})
+
+
+def test_cli_runs_a_language_task(cli, tmp_path):
+    result = cli("run", "--algo", "raco", "--task", "summarization", "--task-param", "steps=5",
+                 "--results-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "quality" in result.stdout and "conciseness" in result.stdout
