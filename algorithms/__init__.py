@@ -6,6 +6,7 @@ from moabench.algorithms import (  # noqa: F401  (imported for their registratio
     gapo,
     ls,
     mgda,
+    modpo,
     raco,
     upgrad,
 )

@@ -10,7 +10,7 @@ from moabench.task import make_task
 
 
 def run_suite_and_leaderboard(tmp_path):
-    plan = plan_sweep(SweepConfig())
+    plan = plan_sweep(SweepConfig(tasks=["analytic"]))
     summary = run_sweep(plan.configs, tmp_path / "results", workers=2)
     build_leaderboard(
         tmp_path / "results",

@@ -49,6 +49,10 @@ class Algorithm(Registrable):
     def supports(cls, paradigm: Paradigm) -> bool:
         return paradigm in cls.paradigms
 
+    def weight_trajectory_point(self) -> list[float] | None:
+        """The algorithm's current internal weights, for those whose weights move; else None."""
+        return None
+
 
 class GramRule(Algorithm):
     """A combination rule a = rule(H, w, state); see the module docstring."""
@@ -65,9 +69,20 @@ class GramRule(Algorithm):
         """
         raise NotImplementedError
 
-    def weight_trajectory_point(self) -> list[float] | None:
-        """The rule's current internal weights, for rules whose weights move; None otherwise."""
-        return None
+
+class PreferenceLoss(Algorithm):
+    """A loss-level algorithm for preference data: it changes the loss, then takes a plain step.
+
+    `loss` receives, for a batch of pairs (y_a, y_b): `margins` = beta * (log pi/pi_ref (y_a) -
+    log pi/pi_ref (y_b)), shape (batch,); `signs` (m, batch), +1 where objective i prefers y_a, -1
+    where it prefers y_b, 0 for a tie; `reward_differences` (m, batch), r_i(y_a) - r_i(y_b) from
+    the task's margin reward models.
+    """
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.PREFERENCE})
+
+    def loss(self, margins, signs, reward_differences):  # noqa: ANN001, ANN201 - torch tensors
+        raise NotImplementedError
 
 
 algorithms: Registry[Algorithm] = Registry(

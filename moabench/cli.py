@@ -192,7 +192,9 @@ def sweep(
     ] = None,
     task: Annotated[
         str | None,
-        typer.Option("--task", help="comma-separated tasks, 'all' or a paradigm [analytic]"),
+        typer.Option(
+            "--task", help="comma-separated tasks, 'all' or a paradigm (analytic, preference) [all]"
+        ),
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
     partitions: Annotated[

@@ -9,6 +9,8 @@ Bradley-Terry noise. Each step computes one DPO loss per objective on a shared b
 
 with s_i = +1 when objective i prefers y_a, -1 when it prefers y_b, 0 for a tie (zero gradient),
 and hands the m losses to `moabench.gradients.combine`, so every combination rule runs unchanged.
+Loss-level algorithms (`PreferenceLoss`, e.g. MODPO) get the margins, labels and the hidden
+rules' reward differences (their margin reward models at tiny scale) and return one loss.
 Evaluation samples on held-out prompts with a fixed seed and scores each objective with its rule.
 """
 
@@ -23,8 +25,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from moabench.algorithm import Algorithm, GramRule, Paradigm
-from moabench.gradients import combine
+from moabench.algorithm import Algorithm, GramRule, Paradigm, PreferenceLoss
+from moabench.gradients import check_finite_losses, combine
 from moabench.task import DivergedError, RunOutput, Task, TaskParams
 from moabench.tiny_lm import (
     Batch,
@@ -76,6 +78,7 @@ class PreferenceData:
     responses_a: list[str]
     responses_b: list[str]
     signs: torch.Tensor  # (m, n_pairs)
+    reward_differences: torch.Tensor  # (m, n_pairs): r_i(y_a) - r_i(y_b), for margin-based losses
 
 
 class PreferenceTask(Task):
@@ -119,14 +122,15 @@ class PreferenceTask(Task):
         responses_b = generate_responses(
             reference, tokenizer, prompts, self.max_response_tokens, seed + 1
         )
-        signs = bradley_terry_signs(
-            self.rewards(prompts, responses_a),
-            self.rewards(prompts, responses_b),
-            self.params.label_noise,
-            generator,
-        )
+        rewards_a = self.rewards(prompts, responses_a)
+        rewards_b = self.rewards(prompts, responses_b)
+        signs = bradley_terry_signs(rewards_a, rewards_b, self.params.label_noise, generator)
         return PreferenceData(
-            prompts, responses_a, responses_b, torch.as_tensor(signs, dtype=torch.float32)
+            prompts,
+            responses_a,
+            responses_b,
+            torch.as_tensor(signs, dtype=torch.float32),
+            torch.as_tensor((rewards_a - rewards_b).T, dtype=torch.float32),
         )
 
     def evaluation_prompts(self) -> list[str]:
@@ -144,8 +148,8 @@ class PreferenceTask(Task):
         return self.rewards(prompts, responses).mean(axis=0).tolist()
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
-        if not isinstance(algorithm, GramRule):
-            raise TypeError(f"{algorithm.name} is not a gradient combination rule")
+        if not isinstance(algorithm, GramRule | PreferenceLoss):
+            raise TypeError(f"{algorithm.name} is neither a combination rule nor a preference loss")
         params = self.params
         tokenizer = self.tokenizer()
         reference = self.reference(tokenizer)
@@ -172,10 +176,16 @@ class PreferenceTask(Task):
             both = torch.cat([index, index + n])
             log_ratios = sequence_log_probs(policy, _rows(pairs, both)) - reference_log_probs[both]
             margins = params.beta * (log_ratios[: len(index)] - log_ratios[len(index) :])
-            losses = per_objective_dpo_losses(margins, data.signs[:, index])
             optimizer.zero_grad()
             try:
-                combine(losses, parameters, algorithm, params.learning_rate)
+                if isinstance(algorithm, GramRule):
+                    losses = per_objective_dpo_losses(margins, data.signs[:, index])
+                    combine(losses, parameters, algorithm, params.learning_rate)
+                else:
+                    signs, differences = data.signs[:, index], data.reward_differences[:, index]
+                    loss = algorithm.loss(margins, signs, differences)
+                    check_finite_losses(loss.reshape(1))
+                    loss.backward()
             except DivergedError as error:
                 raise DivergedError(f"step {step}: {error}") from None
             optimizer.step()
@@ -187,7 +197,7 @@ class PreferenceTask(Task):
         output.trajectory.append(output.objectives)
         output.trajectory_steps.append(params.steps)
         output.steps = params.steps
-        per_step = self.space.n_objectives if algorithm.needs_gram else 1
+        per_step = self.space.n_objectives if getattr(algorithm, "needs_gram", False) else 1
         output.gradient_evaluations = params.steps * per_step
         return output
 

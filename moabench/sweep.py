@@ -32,7 +32,7 @@ class SweepConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     algorithms: list[str] = Field(default_factory=lambda: ["all"])
-    tasks: list[str] = Field(default_factory=lambda: ["analytic"])
+    tasks: list[str] = Field(default_factory=lambda: ["all"])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     partitions: int | None = Field(None, ge=1, description="simplex-lattice partitions per task")
     algorithm_params: dict[str, dict[str, Any]] = Field(default_factory=dict)

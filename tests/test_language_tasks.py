@@ -65,6 +65,29 @@ def test_per_objective_dpo_losses_by_hand():
     assert per_objective_dpo_losses(margins, signs).tolist() == pytest.approx(expected)
 
 
+def test_modpo_loss_equals_the_formula_on_hand_made_numbers():
+    """Eq. 7: -log sigmoid((1/w_k) [beta*Delta - w_-k^T (r_-k(y_w) - r_-k(y_l))]), here k = 1."""
+    margins = torch.tensor([0.4, -0.2])  # beta * Delta with y_a, y_b
+    signs = torch.tensor([[1.0, -1.0], [1.0, -1.0]])  # objective 1 prefers y_a, then y_b
+    differences = torch.tensor([[0.5, -0.3], [9.0, 9.0]])  # r_0(y_a) - r_0(y_b); row 1 unused
+    rule = make_algorithm("modpo", [0.25, 0.75])
+    assert rule.k == 1  # the most-weighted objective supplies the pairs
+    sigmoid = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+    first = (0.4 - 0.25 * 0.5) / 0.75  # y_w = y_a
+    second = (0.2 - 0.25 * 0.3) / 0.75  # y_w = y_b: Delta = 0.2, r_0(y_w) - r_0(y_l) = 0.3
+    expected = -(np.log(sigmoid(first)) + np.log(sigmoid(second))) / 2
+    assert rule.loss(margins, signs, differences).item() == pytest.approx(expected)
+
+
+def test_modpo_rejects_a_zero_weight_on_its_trained_objective_and_analytic_tasks():
+    with pytest.raises(ConfigError, match="weight 0"):
+        make_algorithm("modpo", [1.0, 0.0], trained_objective=1)
+    with pytest.raises(ConfigError, match="not an objective index"):
+        make_algorithm("modpo", [0.5, 0.5], trained_objective=2)
+    with pytest.raises(ConfigError, match="does not support analytic tasks"):
+        resolve_config("modpo", "zdt1", [0.5, 0.5])
+
+
 def test_bradley_terry_labels_follow_the_reward_gap_and_ties_are_zero():
     rng = np.random.default_rng(0)
     a = np.array([[1.0, 0.0]] * 2000 + [[0.5, 0.5]])
@@ -143,7 +166,7 @@ UPGRAD_MEASURED = pytest.mark.xfail(
 @pytest.mark.parametrize("task", ["safety", "summarization"])
 @pytest.mark.parametrize(
     "algorithm",
-    ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting",
+    ["ls", "modpo", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting",
      pytest.param("upgrad", marks=UPGRAD_MEASURED)],
 )  # fmt: skip
 def test_every_algorithm_improves_its_most_weighted_objective(algorithm, task):

@@ -22,7 +22,9 @@ class TwoParabolas(AnalyticProblem):
     """Two parabolas f_i(x) = ||x - c_i||^2 with centres (-1, 0) and (1, 0)."""
 
     n_var = 2
-    space = ObjectiveSpace(names=("f1", "f2"), maximize=(False, False), ideal=(0.0, 0.0), nadir=(4.0, 4.0))
+    space = ObjectiveSpace(
+        names=("f1", "f2"), maximize=(False, False), ideal=(0.0, 0.0), nadir=(4.0, 4.0)
+    )
 
     def lower(self) -> torch.Tensor:
         return torch.full((2,), -2.0, dtype=torch.float64)
