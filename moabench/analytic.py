@@ -6,6 +6,7 @@ x <- clip(x - lr * sum_i a_i grad f_i(x), lower, upper), the coefficients a from
 
 from __future__ import annotations
 
+import math
 from typing import ClassVar
 
 import torch
@@ -15,7 +16,7 @@ from moabench.algorithm import Algorithm, GramRule, Paradigm
 from moabench.gradients import check_finite_losses, combine, rule_direction
 from moabench.task import DivergedError, RunOutput, Task, TaskParams
 
-#: Number of trajectory points recorded per run (plus the starting point).
+#: Most trajectory points recorded along a run (from step 0), plus the final point.
 TRAJECTORY_POINTS = 20
 
 
@@ -75,7 +76,7 @@ class AnalyticProblem(Task):
         steps, learning_rate = self.params.steps, self.params.learning_rate
         x = self.initial_point(torch.Generator().manual_seed(seed))
         lower, upper = self.lower(), self.upper()
-        record_every = max(1, steps // TRAJECTORY_POINTS)
+        record_every = math.ceil(steps / TRAJECTORY_POINTS)
         output = RunOutput(objectives=[])
 
         def record(step: int, objectives: torch.Tensor) -> None:

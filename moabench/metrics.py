@@ -30,7 +30,8 @@ def nondominated(points: np.ndarray) -> np.ndarray:
 
 
 def hypervolume(points: np.ndarray, reference: float = HV_REFERENCE) -> float:
-    """Volume dominated by `points` and bounded by the reference point (reference, ..., reference)."""
+    """Volume dominated by `points` and bounded by the reference point (reference, ..., reference).
+    Points that do not strictly dominate the reference point contribute nothing."""
     points = np.asarray(points, dtype=np.float64)
     if len(points) == 0:
         return 0.0
@@ -38,14 +39,17 @@ def hypervolume(points: np.ndarray, reference: float = HV_REFERENCE) -> float:
 
 
 def igd(points: np.ndarray, reference_front: np.ndarray) -> float:
+    """Inverted generational distance (pymoo): mean distance from each reference point to `points`."""
     return float(IGD(reference_front)(np.asarray(points, dtype=np.float64)))
 
 
 def igd_plus(points: np.ndarray, reference_front: np.ndarray) -> float:
+    """IGD+ (Ishibuchi et al. 2015, pymoo): IGD with dominance-compliant distances."""
     return float(IGDPlus(reference_front)(np.asarray(points, dtype=np.float64)))
 
 
 def gd(points: np.ndarray, reference_front: np.ndarray) -> float:
+    """Generational distance (pymoo): mean distance from each of `points` to the reference front."""
     return float(GD(reference_front)(np.asarray(points, dtype=np.float64)))
 
 
@@ -61,8 +65,10 @@ def sparsity(points: np.ndarray) -> float:
 
 
 def spacing(points: np.ndarray) -> float:
-    """Schott's spacing (1995) of the non-dominated set: the standard deviation (n - 1 in the
-    denominator) of each point's L1 distance to its nearest neighbour. 0 is evenly spaced."""
+    """Schott's spacing (J. R. Schott, "Fault tolerant design using single and multicriteria
+    genetic algorithm optimization", MSc thesis, MIT, 1995) of the non-dominated set:
+    S = sqrt(1/(n-1) * sum_i (d_i - mean(d))^2), d_i = min_{k != i} sum_j |f_j^i - f_j^k| (L1
+    distance to the nearest neighbour). 0 is evenly spaced; 0 for fewer than two points."""
     front = nondominated(points)
     if len(front) < 2:
         return 0.0
@@ -117,8 +123,12 @@ METRICS = {
 def front_metrics(
     points: np.ndarray, preferences: np.ndarray, reference_front: np.ndarray | None = None
 ) -> dict[str, float]:
-    """Every metric of one front: `points[k]` is the final point of the run at `preferences[k]`."""
+    """Every metric of one front: `points[k]` is the final point of the run at `preferences[k]`.
+    IGD, IGD+ and GD are nan without a reference front; an empty front has hypervolume 0,
+    no non-dominated points and nan elsewhere."""
     points = np.asarray(points, dtype=np.float64)
+    if len(points) == 0:
+        return {name: math.nan for name in METRICS} | {"hypervolume": 0.0, "n_nondominated": 0.0}
     has_reference = reference_front is not None and len(reference_front) > 0
     return {
         "hypervolume": hypervolume(points),

@@ -7,6 +7,8 @@ before anything runs; a run that diverges becomes a record with status "failed" 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,18 @@ def resolve_config(
     )
 
 
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run on one intra-op thread: float reductions then do not depend on the machine's core
+    count, so the same config and seed give the same numbers in a sweep worker or a single run."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def execute(config: RunConfig) -> RunRecord:
     """Run `config` and return its record; divergence is recorded as a failure, not raised."""
     task: Task = tasks.get(config.task)(**config.task_params)
@@ -73,7 +87,8 @@ def execute(config: RunConfig) -> RunRecord:
     )
     start = time.perf_counter()
     try:
-        output = task.run(algorithm, config.seed)
+        with one_torch_thread():
+            output = task.run(algorithm, config.seed)
     except DivergedError as error:
         return RunRecord(
             **common,

@@ -111,12 +111,6 @@ def run_and_record(config: RunConfig, results_dir: Path) -> RunRecord:
     return record
 
 
-def _init_worker() -> None:
-    import torch
-
-    torch.set_num_threads(1)
-
-
 @dataclass
 class SweepSummary:
     total: int
@@ -153,7 +147,7 @@ def run_sweep(
     # is inherited from this process, and no worker pays the import again).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["moabench.sweep", "moabench.algorithms", "moabench.tasks"])
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
         futures = [pool.submit(run_and_record, config, results_dir) for config in pending]
         for future in as_completed(futures):
             collect(future.result())

@@ -7,7 +7,7 @@ import pytest
 import torch
 from pymoo.problems import get_problem
 
-from moabench import make_task, per_objective_gradients
+from moabench import make_algorithm, make_task, per_objective_gradients
 from moabench.metrics import nondominated
 from moabench.runner import execute, resolve_config
 
@@ -97,3 +97,120 @@ def test_runs_are_reproducible_and_count_their_gradients():
     assert (
         execute(resolve_config("ls", "dtlz2", [0.2, 0.3, 0.5])).cost.gradient_evaluations == steps
     )
+
+
+# --- the CAGrad toy, the ZDT floor, corners, default tuning -----------------------------------
+
+
+def paper_toy(x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """The CAGrad toy's objectives transcribed term by term from Liu et al. (2021), Sec. 5.1."""
+    floor = 5e-6
+    log1 = torch.clamp((0.5 * (-x1 - 7) - torch.tanh(-x2)).abs(), floor).log() + 6
+    log2 = torch.clamp((0.5 * (-x1 + 3) + torch.tanh(-x2) + 2).abs(), floor).log() + 6
+    sq1 = ((-x1 + 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    sq2 = ((-x1 - 7) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    up, down = torch.clamp(torch.tanh(x2 * 0.5), 0), torch.clamp(torch.tanh(-x2 * 0.5), 0)
+    return torch.stack([log1 * up + sq1 * down, log2 * up + sq2 * down], dim=-1)
+
+
+def test_cagrad_toy_matches_the_paper_formulas():
+    task = make_task("cagrad-toy")
+    x = 20 * torch.rand(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x = x - 10
+    assert torch.allclose(task.evaluate(x), paper_toy(x[:, 0], x[:, 1]), rtol=1e-13, atol=1e-13)
+    # the paper's optimum of the mean, x = (0, -8.3552): both objectives about -15.1 there
+    assert task.evaluate(torch.tensor([0.0, -8.3552], dtype=torch.float64)).tolist() == (
+        pytest.approx([-15.1, -15.1], abs=0.1)
+    )
+
+
+def test_cagrad_toy_paper_segment_lies_on_the_numerical_front():
+    """The paper's Pareto set is close to the segment x2 = -8.3552, x1 in [-7, 7]."""
+    task = make_task("cagrad-toy")
+    x1 = torch.linspace(-7, 7, 29, dtype=torch.float64)
+    values = task.evaluate(torch.stack([x1, torch.full_like(x1, -8.3552)], dim=1)).numpy()
+    front = task.pareto_front()
+    normalised, front_n = task.space.normalize(values), task.space.normalize(front)
+    distances = np.min(np.linalg.norm(normalised[:, None] - front_n[None], axis=2), axis=1)
+    assert distances.max() < 0.005
+    # no front point is beaten by these points: the front is not above the segment
+    for v in values:
+        assert not np.any(np.all(v < front - 1e-6, axis=1))
+
+
+def test_cagrad_toy_front_is_not_dominated_by_a_grid_over_the_whole_box():
+    """The numerical front comes from a grid over the Pareto set's region only; a coarser grid
+    over all of [-10, 10]^2 finds nothing better."""
+    task = make_task("cagrad-toy")
+    grid = torch.linspace(-10, 10, 401, dtype=torch.float64)
+    values = task.evaluate(torch.cartesian_prod(grid, grid)).numpy()
+    candidates = nondominated(values)
+    front = task.pareto_front()
+    for c in candidates:  # how far c is below some front point in both objectives
+        assert np.max(np.min(front - c, axis=1)) < 1e-6
+
+
+def test_cagrad_toy_front_is_dense_and_spans_both_ends():
+    front = make_task("cagrad-toy").pareto_front()
+    ordered = front[np.argsort(front[:, 0])]
+    assert np.all(np.diff(ordered[:, 1]) < 0)  # a 2-D non-dominated set, sorted
+    assert np.linalg.norm(np.diff(ordered, axis=0), axis=1).max() < 0.1  # raw units, range ~20
+    assert ordered[0] == pytest.approx([-19.99, -0.40], abs=0.01)
+    assert ordered[-1] == pytest.approx([-0.40, -19.99], abs=0.01)
+    assert make_task("cagrad-toy").pareto_front() is front  # cached
+
+
+@pytest.mark.parametrize("name", ["zdt1", "zdt2"])
+def test_zdt_fronts_have_500_points(name):
+    front = make_task(name).pareto_front()
+    assert len(front) == 500 and front[:, 0] == pytest.approx(np.linspace(0, 1, 500))
+
+
+def test_zdt1_gradient_is_finite_where_the_square_root_is_floored():
+    task = make_task("zdt1")
+    for first in (0.0, 1e-12, 1e-9):
+        x = torch.full((task.n_var,), 0.5, dtype=torch.float64)
+        x[0] = first
+        _, jacobian = task.jacobian(x)
+        assert torch.all(torch.isfinite(jacobian))
+    x = torch.full((task.n_var,), 0.5, dtype=torch.float64)
+    x[0] = 0.04  # above the floor: the analytic derivative of f2 in x1 is -sqrt(g / x1) / 2
+    _, jacobian = task.jacobian(x)
+    g = 1 + 9 * 0.5
+    assert jacobian[1, 0].item() == pytest.approx(-math.sqrt(g / 0.04) / 2)
+
+
+@pytest.mark.parametrize("name", ANALYTIC)
+def test_gradients_are_finite_at_every_corner_of_the_box(name):
+    task = make_task(name)
+    lower, upper = task.lower(), task.upper()
+    rng = np.random.default_rng(0)
+    masks = [np.zeros(task.n_var, bool), np.ones(task.n_var, bool)]
+    masks += [rng.uniform(size=task.n_var) < 0.5 for _ in range(6)]
+    if task.n_var == 2:
+        masks += [np.array([True, False]), np.array([False, True])]
+    for mask in masks:
+        corner = torch.where(torch.as_tensor(mask), upper, lower)
+        values, jacobian = task.jacobian(corner)
+        assert torch.all(torch.isfinite(values)) and torch.all(torch.isfinite(jacobian)), corner
+
+
+@pytest.mark.parametrize("name", ANALYTIC)
+def test_default_runs_reach_the_front_at_interior_preferences(name):
+    """The default steps and learning rate bring linear scalarization onto the front."""
+    task = make_task(name)
+    m = task.space.n_objectives
+    preferences = [[0.5, 0.5], [0.3, 0.7]] if m == 2 else [[1 / 3] * 3, [0.2, 0.3, 0.5]]
+    front = task.space.normalize(task.pareto_front())
+    for preference in preferences:
+        for seed in (0, 1):
+            final = np.asarray(task.run(make_algorithm("ls", preference), seed).objectives)
+            if name == "dtlz2":
+                gap = abs(np.linalg.norm(final) - 1)
+            elif name == "zdt1":
+                gap = abs(final[1] - (1 - math.sqrt(final[0])))
+            elif name == "zdt2":
+                gap = abs(final[1] - (1 - final[0] ** 2))
+            else:
+                gap = np.min(np.linalg.norm(front - task.space.normalize(final), axis=1))
+            assert gap < 0.005, (preference, seed, final)
