@@ -6,7 +6,8 @@ Run: pytest benchmarks/test_bench_rules.py --benchmark-only
 import numpy as np
 import pytest
 
-from moabench import algorithms, make_algorithm
+from moabench import make_algorithm
+from moabench.algorithm import algorithms
 
 RULES = ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting", "upgrad"]
 

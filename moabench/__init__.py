@@ -1,16 +1,20 @@
-"""moabench: a benchmark and evaluation harness for multi-objective alignment."""
+"""moabench: a benchmark and evaluation harness for multi-objective alignment.
+
+The registries live in `moabench.algorithm.algorithms` and `moabench.task.tasks`; they are not
+re-exported here because `moabench.algorithms` and `moabench.tasks` are the built-in subpackages.
+"""
 
 from moabench.algorithm import (
     Algorithm,
     GramRule,
     Paradigm,
-    algorithms,
+    PreferenceLoss,
     make_algorithm,
     register_algorithm,
 )
 from moabench.gradients import combine, gram_matrix, per_objective_gradients
 from moabench.preferences import simplex_lattice, validate_preference
-from moabench.task import ObjectiveSpace, RunOutput, Task, make_task, register_task, tasks
+from moabench.task import ObjectiveSpace, RunOutput, Task, make_task, register_task
 
 __version__ = "0.1.0"
 
@@ -19,9 +23,9 @@ __all__ = [
     "GramRule",
     "ObjectiveSpace",
     "Paradigm",
+    "PreferenceLoss",
     "RunOutput",
     "Task",
-    "algorithms",
     "combine",
     "gram_matrix",
     "make_algorithm",
@@ -30,6 +34,5 @@ __all__ = [
     "register_algorithm",
     "register_task",
     "simplex_lattice",
-    "tasks",
     "validate_preference",
 ]

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from moabench import algorithms, make_algorithm, tasks
-from moabench.algorithm import GramRule, Paradigm
+from moabench import make_algorithm
+from moabench.algorithm import GramRule, Paradigm, algorithms
 from moabench.errors import ConfigError
 from moabench.registry import DuplicateNameError, Registry, UnknownNameError
 from moabench.runner import UnsupportedPairingError, resolve_config
+from moabench.task import tasks
 
 PLUGIN = Path(__file__).parent / "data" / "example_plugin"
 
