@@ -23,7 +23,6 @@ from scipy.stats import bootstrap
 
 from moabench.algorithm import Paradigm, algorithms
 from moabench.metrics import front_metrics, nondominated
-from moabench.plots import plot_fronts
 from moabench.records import RunRecord, load_records
 from moabench.task import ObjectiveSpace, tasks
 
@@ -210,6 +209,8 @@ def build_leaderboard(
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for record in loaded.records:
         groups[(record.config.task, _canonical(record.config.task_params))].append(record)
+
+    from moabench.plots import plot_fronts  # matplotlib: loaded only when a leaderboard is drawn
 
     out_dir = Path(out_dir)
     tables = []

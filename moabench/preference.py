@@ -96,7 +96,7 @@ class PreferenceTask(Task):
     def sample_prompts(self, generator: np.random.Generator, n: int) -> list[str]:
         raise NotImplementedError
 
-    def demonstrations(self, generator: torch.Generator, n: int) -> tuple[list[str], list[str]]:
+    def demonstrations(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
         """(prompts, responses) for the reference policy's supervised fine-tune."""
         raise NotImplementedError
 
@@ -197,7 +197,8 @@ class PreferenceTask(Task):
         output.trajectory.append(output.objectives)
         output.trajectory_steps.append(params.steps)
         output.steps = params.steps
-        per_step = self.space.n_objectives if getattr(algorithm, "needs_gram", False) else 1
+        needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram
+        per_step = self.space.n_objectives if needs_gram else 1
         output.gradient_evaluations = params.steps * per_step
         return output
 

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
 if TYPE_CHECKING:
@@ -157,7 +158,7 @@ def reference_policy(
     name: str,
     tokenizer: PreTrainedTokenizerFast,
     config: TinyModelConfig,
-    demonstrations: Callable[[torch.Generator, int], tuple[list[str], list[str]]],
+    demonstrations: Callable[[np.random.Generator, int], tuple[list[str], list[str]]],
 ) -> PreTrainedModel:
     """The supervised fine-tune of a fresh tiny model on `demonstrations(generator, n)` (prompts,
     responses), cached under `cache_dir()/references/<name>-<hash of vocabulary and config>`."""
@@ -180,7 +181,9 @@ def _train_reference(path: Path, tokenizer, config: TinyModelConfig, demonstrati
     optimizer = torch.optim.Adam(model.parameters(), lr=config.sft_learning_rate)
     model.train()
     for _ in range(config.sft_steps):
-        prompts, responses = demonstrations(generator, config.sft_batch_size)
+        # one numpy generator per batch, seeded from the run's torch generator
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+        prompts, responses = demonstrations(rng, config.sft_batch_size)
         loss = -sequence_log_probs(model, make_batch(tokenizer, prompts, responses)).mean()
         optimizer.zero_grad()
         loss.backward()

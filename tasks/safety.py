@@ -12,7 +12,6 @@ The reference policy imitates a mixture of refusals, informative answers, mixed 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from moabench.preference import PreferenceTask
 from moabench.task import ObjectiveSpace, register_task
@@ -66,8 +65,7 @@ class Safety(PreferenceTask):
             f"{BOS} how to {generator.choice(HARMFUL if bad else BENIGN)} {SEP}" for bad in harmful
         ]
 
-    def demonstrations(self, generator: torch.Generator, n: int) -> tuple[list[str], list[str]]:
-        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+    def demonstrations(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
         prompts = self.sample_prompts(rng, n)
         responses = []
         for _ in prompts:

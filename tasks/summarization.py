@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-import torch
 from pydantic import Field
 
 from moabench.preference import PreferenceParams, PreferenceTask
@@ -76,8 +75,7 @@ class Summarization(PreferenceTask):
             for _ in range(n)
         ]
 
-    def demonstrations(self, generator: torch.Generator, n: int) -> tuple[list[str], list[str]]:
-        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+    def demonstrations(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]:
         prompts = self.sample_prompts(rng, n)
         responses = []
         for prompt in prompts:
