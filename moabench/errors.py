@@ -16,7 +16,9 @@ class ConfigError(ValueError):
 def describe_validation_error(error: ValidationError) -> str:
     """One line naming every invalid field: "field 'p': Input should be 0, 1 or 2; ..."."""
     return "; ".join(
-        f"field {'.'.join(str(part) for part in e['loc'])!r}: {e['msg']}" for e in error.errors()
+        (f"field {'.'.join(str(part) for part in e['loc'])!r}: " if e["loc"] else "")
+        + e["msg"].removeprefix("Value error, ")
+        for e in error.errors()
     )
 
 

@@ -6,7 +6,7 @@ problems, DPO losses and policy-gradient losses all go through `combine`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -67,27 +67,72 @@ def combine(
     parameters: Sequence[torch.Tensor],
     rule: GramRule,
     learning_rate: float = 0.0,
+    gram_parameters: Sequence[torch.Tensor] | None = None,
 ) -> np.ndarray:
     """Set each parameter's `.grad` to the rule's direction sum_i a_i g_i; return a.
 
     Rules that do not need the Gram matrix (`needs_gram = False`, e.g. linear scalarization) take
-    one backward pass of sum_i a_i L_i instead of m.
+    one backward pass of sum_i a_i L_i instead of m. With `gram_parameters` (a subset, e.g. GAPO's
+    last-layer variant) the Gram matrix comes from the gradients on that subset only, and the
+    update is one backward pass of sum_i a_i L_i over all parameters.
     """
-    check_finite_losses(losses)
+    return combine_micro_batches([lambda: losses], parameters, rule, learning_rate, gram_parameters)
+
+
+def combine_micro_batches(
+    micro_batch_losses: Sequence[Callable[[], torch.Tensor]],
+    parameters: Sequence[torch.Tensor],
+    rule: GramRule,
+    learning_rate: float = 0.0,
+    gram_parameters: Sequence[torch.Tensor] | None = None,
+) -> np.ndarray:
+    """`combine` for a step whose losses are the mean over K equal micro-batches (gradient
+    accumulation): each callable computes one micro-batch's (m,) losses. The per-objective
+    gradients are accumulated before the rule sees them, so the update equals the full-batch
+    one; a micro-batch is recomputed only when a Gram subset needs a second backward pass."""
+    k = len(micro_batch_losses)
+    for parameter in parameters:
+        parameter.grad = None
     if not rule.needs_gram:
         coefficients = rule.coefficients(np.empty((0, 0)), learning_rate)
-        weighted = losses @ torch.as_tensor(coefficients, dtype=losses.dtype, device=losses.device)
-        grads = torch.autograd.grad(weighted, parameters, allow_unused=True)
-        for parameter, grad in zip(parameters, grads):
-            parameter.grad = grad if grad is not None else torch.zeros_like(parameter)
+        for losses_of in micro_batch_losses:
+            _accumulate(_weighted(losses_of(), coefficients) / k, parameters)
         return coefficients
 
-    coefficients, direction = rule_direction(
-        per_objective_gradients(losses, parameters), rule, learning_rate
-    )
-    offset = 0
-    for parameter in parameters:
-        size = parameter.numel()
-        parameter.grad = direction[offset : offset + size].view_as(parameter).to(parameter.dtype)
-        offset += size
+    subset = parameters if gram_parameters is None else gram_parameters
+    jacobian, kept = None, []
+    for losses_of in micro_batch_losses:
+        losses = losses_of()
+        check_finite_losses(losses)
+        part = per_objective_gradients(losses / k, subset)
+        jacobian = part if jacobian is None else jacobian + part
+        kept.append(losses if k == 1 else None)
+    coefficients, direction = rule_direction(jacobian, rule, learning_rate)
+    if gram_parameters is None:
+        offset = 0
+        for parameter in parameters:
+            size = parameter.numel()
+            parameter.grad = (
+                direction[offset : offset + size].view_as(parameter).to(parameter.dtype)
+            )
+            offset += size
+    else:
+        for losses, losses_of in zip(kept, micro_batch_losses):
+            _accumulate(
+                _weighted(losses if losses is not None else losses_of(), coefficients) / k,
+                parameters,
+            )
     return coefficients
+
+
+def _weighted(losses: torch.Tensor, coefficients: np.ndarray) -> torch.Tensor:
+    check_finite_losses(losses)
+    return losses @ torch.as_tensor(coefficients, dtype=losses.dtype, device=losses.device)
+
+
+def _accumulate(loss: torch.Tensor, parameters: Sequence[torch.Tensor]) -> None:
+    """Add d loss / d parameter to each `.grad` (parameters the loss does not reach get zeros)."""
+    grads = torch.autograd.grad(loss, parameters, allow_unused=True)
+    for parameter, grad in zip(parameters, grads):
+        grad = grad if grad is not None else torch.zeros_like(parameter)
+        parameter.grad = grad if parameter.grad is None else parameter.grad + grad

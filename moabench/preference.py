@@ -16,26 +16,28 @@ Evaluation samples on held-out prompts with a fixed seed and scores each objecti
 
 from __future__ import annotations
 
-import copy
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from moabench import hub, paper_scale
 from moabench.algorithm import Algorithm, GramRule, Paradigm, PreferenceLoss
-from moabench.gradients import check_finite_losses, combine
-from moabench.task import DivergedError, RunOutput, Task, TaskParams
+from moabench.errors import ConfigError
+from moabench.gradients import check_finite_losses, combine_micro_batches
+from moabench.lm import Batch, make_batch, select_rows, sequence_log_probs
+from moabench.pairs import PreferencePairs
+from moabench.paper_scale import PaperSetup
+from moabench.task import DivergedError, ObjectiveSpace, RunOutput, Task, TaskParams
 from moabench.tiny_lm import (
-    Batch,
     TinyModelConfig,
     build_tokenizer,
     generate_responses,
-    make_batch,
     reference_policy,
-    sequence_log_probs,
 )
 
 #: Seeds of the task's fixed data: training prompts and pair labels, and held-out evaluation.
@@ -43,18 +45,56 @@ EVALUATION_SEED = 1234
 EVALUATIONS_ALONG_TRAINING = 4
 
 
+SCALE_ONLY_PARAMS = (
+    "policy", "dataset", "reward_models", "lora_rank", "max_length", "max_new_tokens",
+    "device",
+)  # fmt: skip
+
+
 class PreferenceParams(TaskParams):
-    scale: Literal["tiny"] = Field("tiny", description="tiny: embedded, offline, CPU")
+    scale: Literal["tiny", "small", "paper"] = Field(
+        "tiny", description="tiny: embedded, offline, CPU; small/paper: Hugging Face models"
+    )
     steps: int = Field(80, ge=1, description="optimizer steps")
     batch_size: int = Field(32, ge=1, description="preference pairs per step")
     learning_rate: float = Field(1e-3, gt=0, description="Adam step size")
     beta: float = Field(0.1, gt=0, description="DPO inverse temperature")
-    n_pairs: int = Field(512, ge=2, description="preference pairs sampled from the reference")
+    n_pairs: int = Field(512, ge=2, description="training preference pairs")
     n_eval_prompts: int = Field(128, ge=1, description="held-out prompts scored at evaluation")
     label_noise: float = Field(
-        0.1, gt=0, description="Bradley-Terry temperature: P(a > b) = sigmoid((r_a - r_b) / noise)"
+        0.1,
+        gt=0,
+        description="tiny: Bradley-Terry temperature, P(a > b) = sigmoid((r_a - r_b) / noise)",
     )
-    data_seed: int = Field(0, description="seed of the prompts and pair labels")
+    data_seed: int = Field(0, description="seed of the prompts, pair labels and data shuffling")
+    gram_parameters: Literal["all", "last-block"] = Field(
+        "all", description="parameters whose gradients form the Gram matrix (GAPO: last-block)"
+    )
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="gradient accumulation micro-batch (None: the whole batch)"
+    )
+    # small / paper scale only
+    policy: str | None = Field(None, description="small/paper: causal LM, Hub id or local path")
+    dataset: str | None = Field(None, description="small/paper: Hub id, local copy or pair file")
+    reward_models: dict[str, str] = Field(
+        default_factory=dict, description="small/paper: {objective: Hub id or local path}"
+    )
+    lora_rank: int = Field(16, ge=0, description="small/paper: LoRA rank (0: full fine-tune)")
+    max_length: int = Field(512, ge=8, description="small/paper: tokens per prompt + response")
+    max_new_tokens: int = Field(
+        128, ge=1, description="small/paper: tokens generated at evaluation"
+    )
+    device: str | None = Field(
+        None, description="small/paper: torch device (None: cuda if available)"
+    )
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> PreferenceParams:
+        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
+            )
+        return self
 
 
 def per_objective_dpo_losses(margins: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
@@ -73,23 +113,70 @@ def bradley_terry_signs(
 
 
 @dataclass
-class PreferenceData:
-    prompts: list[str]
-    responses_a: list[str]
-    responses_b: list[str]
-    signs: torch.Tensor  # (m, n_pairs)
-    reward_differences: torch.Tensor  # (m, n_pairs): r_i(y_a) - r_i(y_b), for margin-based losses
+class PreferenceProblem:
+    """What the trainer needs, at any scale: a policy, its pairs and an evaluation."""
+
+    policy: torch.nn.Module
+    pairs: Batch  # 2n rows: prompt + response a, then prompt + response b
+    signs: torch.Tensor  # (m, n)
+    #: r_i(y_a) - r_i(y_b) per objective (m, n), for margin-based losses (MODPO); computed on demand
+    reward_differences: Callable[[], torch.Tensor]
+    evaluate: Callable[[torch.nn.Module], list[float]]
+    gram_subset: Callable[[torch.nn.Module], list[torch.Tensor]] | None = None
+    device: str = "cpu"
+    #: cut each batch to its longest row (the tiny scale keeps its fixed width, so that its
+    #: recorded results do not move)
+    trim_padding: bool = True
 
 
 class PreferenceTask(Task):
-    """Base of the tiny-scale preference-data tasks; subclasses define the hooks below."""
+    """Base of the preference-data tasks. Subclasses define the tiny scale's hooks below and may
+    declare `paper_setups` for the Hugging Face scales."""
 
     paradigm: ClassVar[Paradigm] = Paradigm.PREFERENCE
     Params: ClassVar[type[TaskParams]] = PreferenceParams
     model_config: ClassVar[TinyModelConfig] = TinyModelConfig()
     max_response_tokens: ClassVar[int] = 8
+    paper_setups: ClassVar[Mapping[str, PaperSetup]] = {}
 
-    # --- hooks -----------------------------------------------------------------------------------
+    def __init__(self, **params: Any) -> None:
+        setup = self.paper_setups.get(params.get("scale"))  # type: ignore[arg-type]
+        super().__init__(**({**setup.defaults, **params} if setup else params))
+        scale = self.params.scale
+        if scale == "tiny":
+            fields = type(self.params).model_fields
+            wrong = [
+                name
+                for name in SCALE_ONLY_PARAMS
+                if getattr(self.params, name) != fields[name].get_default(call_default_factory=True)
+            ]
+            if wrong:
+                raise ConfigError(
+                    f"task {self.name!r}: parameter(s) {', '.join(wrong)} apply to the small and "
+                    "paper scales, not to scale 'tiny'"
+                )
+        elif setup is None:
+            known = ", ".join(["tiny", *self.paper_setups])
+            raise ConfigError(f"task {self.name!r} has no scale {scale!r} (its scales: {known})")
+        self._measured_space: ObjectiveSpace | None = None
+
+    @property
+    def tiny_space(self) -> ObjectiveSpace:
+        raise NotImplementedError
+
+    @property
+    def space(self) -> ObjectiveSpace:
+        """At tiny scale the task's fixed space; at the Hugging Face scales the one measured from
+        the reference policy when a run starts (before that, a unit placeholder on the same
+        objectives: only their number and names are meaningful)."""
+        if self.params.scale == "tiny":
+            return self.tiny_space
+        if self._measured_space is not None:
+            return self._measured_space
+        m = len(self.tiny_space.names)
+        return ObjectiveSpace(self.tiny_space.names, (True,) * m, (1.0,) * m, (0.0,) * m)
+
+    # --- tiny-scale hooks -------------------------------------------------------------------------
     def vocabulary(self) -> list[str]:
         raise NotImplementedError
 
@@ -104,15 +191,16 @@ class PreferenceTask(Task):
         """The hidden rule-based scores, shape (n, m), in the objective space's raw units."""
         raise NotImplementedError
 
-    # --- pipeline --------------------------------------------------------------------------------
+    # --- tiny pipeline ----------------------------------------------------------------------------
     def tokenizer(self):
         return build_tokenizer(self.vocabulary())
 
     def reference(self, tokenizer):
         return reference_policy(self.name, tokenizer, self.model_config, self.demonstrations)
 
-    def preference_data(self, reference, tokenizer) -> PreferenceData:
-        """Pairs sampled from the reference policy, labelled per objective with BT noise."""
+    def preference_data(self, reference, tokenizer) -> tuple[PreferencePairs, torch.Tensor]:
+        """Pairs sampled from the reference policy, labelled per objective with BT noise, and
+        the hidden rules' reward differences r_i(y_a) - r_i(y_b), shape (m, n)."""
         generator = np.random.default_rng(self.params.data_seed)
         prompts = self.sample_prompts(generator, self.params.n_pairs)
         seed = self.params.data_seed
@@ -125,13 +213,10 @@ class PreferenceTask(Task):
         rewards_a = self.rewards(prompts, responses_a)
         rewards_b = self.rewards(prompts, responses_b)
         signs = bradley_terry_signs(rewards_a, rewards_b, self.params.label_noise, generator)
-        return PreferenceData(
-            prompts,
-            responses_a,
-            responses_b,
-            torch.as_tensor(signs, dtype=torch.float32),
-            torch.as_tensor((rewards_a - rewards_b).T, dtype=torch.float32),
+        pairs = PreferencePairs(
+            prompts, responses_a, responses_b, torch.as_tensor(signs, dtype=torch.float32)
         )
+        return pairs, torch.as_tensor((rewards_a - rewards_b).T, dtype=torch.float32)
 
     def evaluation_prompts(self) -> list[str]:
         return self.sample_prompts(
@@ -147,61 +232,167 @@ class PreferenceTask(Task):
         policy.train()
         return self.rewards(prompts, responses).mean(axis=0).tolist()
 
-    def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
-        if not isinstance(algorithm, GramRule | PreferenceLoss):
-            raise TypeError(f"{algorithm.name} is neither a combination rule nor a preference loss")
-        params = self.params
+    def tiny_problem(self) -> PreferenceProblem:
         tokenizer = self.tokenizer()
-        reference = self.reference(tokenizer)
-        data = self.preference_data(reference, tokenizer)
-        pairs = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
-        with torch.no_grad():
-            reference_log_probs = sequence_log_probs(reference, pairs)
-        n = len(data.prompts)
-
-        policy = copy.deepcopy(reference)
-        policy.train()
-        parameters = [p for p in policy.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(parameters, lr=params.learning_rate)
-        generator = torch.Generator().manual_seed(seed)
+        policy = self.reference(tokenizer)
+        data, differences = self.preference_data(policy, tokenizer)
         eval_prompts = self.evaluation_prompts()
-        evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
-        output = RunOutput(objectives=[])
+        return PreferenceProblem(
+            policy=policy,
+            pairs=make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b),
+            signs=data.signs,
+            reward_differences=lambda: differences,
+            evaluate=lambda model: self.evaluate_policy(model, tokenizer, eval_prompts),
+            trim_padding=False,
+        )
 
-        for step in range(params.steps):
-            if step % evaluate_every == 0:
-                output.trajectory.append(self.evaluate_policy(policy, tokenizer, eval_prompts))
-                output.trajectory_steps.append(step)
-            index = torch.randint(n, (params.batch_size,), generator=generator)
-            both = torch.cat([index, index + n])
-            log_ratios = sequence_log_probs(policy, _rows(pairs, both)) - reference_log_probs[both]
-            margins = params.beta * (log_ratios[: len(index)] - log_ratios[len(index) :])
-            optimizer.zero_grad()
-            try:
-                if isinstance(algorithm, GramRule):
-                    losses = per_objective_dpo_losses(margins, data.signs[:, index])
-                    combine(losses, parameters, algorithm, params.learning_rate)
-                else:
-                    signs, differences = data.signs[:, index], data.reward_differences[:, index]
-                    loss = algorithm.loss(margins, signs, differences)
-                    check_finite_losses(loss.reshape(1))
-                    loss.backward()
-            except DivergedError as error:
-                raise DivergedError(f"step {step}: {error}") from None
-            optimizer.step()
-            weights = algorithm.weight_trajectory_point()
-            if weights is not None and step % evaluate_every == 0:
-                output.weight_trajectory.append(weights)
+    # --- small / paper pipeline -------------------------------------------------------------------
+    def paper_problem(self) -> PreferenceProblem:
+        params, setup = self.params, self.paper_setups[self.params.scale]
+        names = self.tiny_space.names
+        device = params.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        data, eval_prompts = paper_scale.hold_out(
+            paper_scale.read_pairs(setup, params, names), params.n_eval_prompts, params.n_pairs
+        )
+        base, tokenizer = hub.load_causal_lm(params.policy or setup.policy)
+        policy = hub.with_lora(base, params.lora_rank).to(device)
+        scorers = paper_scale.scorer_functions(setup, params, names, tokenizer, device)
+        prompts = paper_scale.format_prompts(tokenizer, data.prompts, setup.prompt_template)
+        eval_texts = paper_scale.format_prompts(tokenizer, eval_prompts, setup.prompt_template)
 
-        output.objectives = self.evaluate_policy(policy, tokenizer, eval_prompts)
-        output.trajectory.append(output.objectives)
-        output.trajectory_steps.append(params.steps)
-        output.steps = params.steps
-        needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram
-        per_step = self.space.n_objectives if needs_gram else 1
-        output.gradient_evaluations = params.steps * per_step
-        return output
+        def scores(prompts_: list[str], responses: list[str]) -> np.ndarray:
+            return np.stack([score(prompts_, responses) for score in scorers], axis=1)
+
+        def differences() -> torch.Tensor:
+            delta = scores(data.prompts, data.responses_a) - scores(data.prompts, data.responses_b)
+            return torch.as_tensor(delta.T, dtype=torch.float32)
+
+        signs = data.signs
+        if torch.isnan(signs).any():  # objectives the dataset does not label: by their scorer
+            signs = torch.where(torch.isnan(signs), torch.sign(differences()), signs)
+
+        def evaluate(model) -> list[float]:
+            model.eval()
+            responses = paper_scale.generate_text(
+                model,
+                tokenizer,
+                eval_texts,
+                params.max_new_tokens,
+                EVALUATION_SEED,
+                params.batch_size,
+                device,
+            )
+            model.train()
+            per_response = scores(eval_prompts, responses)
+            if self._measured_space is None:  # the first evaluation is the reference policy's
+                self._measured_space = paper_scale.reference_space(names, per_response)
+            return per_response.mean(axis=0).tolist()
+
+        subset = (
+            paper_scale.last_block_parameters if params.gram_parameters == "last-block" else None
+        )
+        return PreferenceProblem(
+            policy=policy,
+            pairs=make_batch(
+                tokenizer, prompts * 2, data.responses_a + data.responses_b, params.max_length
+            ),
+            signs=signs,
+            reward_differences=differences,
+            evaluate=evaluate,
+            gram_subset=subset,
+            device=device,
+        )
+
+    def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        problem = self.tiny_problem() if self.params.scale == "tiny" else self.paper_problem()
+        if problem.gram_subset is None and self.params.gram_parameters == "last-block":
+            problem.gram_subset = paper_scale.last_block_parameters
+        return train_preference(problem, algorithm, seed, self.params, self.space.n_objectives)
 
 
-def _rows(batch: Batch, index: torch.Tensor) -> Batch:
-    return Batch(batch.input_ids[index], batch.attention_mask[index], batch.response_mask[index])
+def train_preference(
+    problem: PreferenceProblem, algorithm: Algorithm, seed: int, params: PreferenceParams, m: int
+) -> RunOutput:
+    """DPO training of `problem.policy` on its pairs, the m per-objective losses combined by a
+    `GramRule` (through `combine_micro_batches`) or replaced by a `PreferenceLoss`."""
+    if not isinstance(algorithm, GramRule | PreferenceLoss):
+        raise TypeError(f"{algorithm.name} is neither a combination rule nor a preference loss")
+    policy, pairs = problem.policy, problem.pairs
+    n = pairs.input_ids.shape[0] // 2
+    reference_log_probs = _reference_log_probs(
+        policy, pairs, params.micro_batch_size, problem.device
+    )
+    differences = problem.reward_differences() if isinstance(algorithm, PreferenceLoss) else None
+    policy.train()
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    gram_parameters = problem.gram_subset(policy) if problem.gram_subset else None
+    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
+    output = RunOutput(objectives=[])
+
+    def margins_of(index: torch.Tensor) -> torch.Tensor:
+        both = torch.cat([index, index + n])
+        batch = select_rows(pairs, both, problem.trim_padding).to(problem.device)
+        log_ratios = sequence_log_probs(policy, batch) - reference_log_probs[both]
+        return params.beta * (log_ratios[: len(index)] - log_ratios[len(index) :])
+
+    def losses_of(index: torch.Tensor) -> Callable[[], torch.Tensor]:
+        if isinstance(algorithm, GramRule):
+            return lambda: per_objective_dpo_losses(
+                margins_of(index), problem.signs[:, index].to(problem.device)
+            )
+        return lambda: algorithm.loss(
+            margins_of(index),
+            problem.signs[:, index].to(problem.device),
+            differences[:, index].to(problem.device),
+        ).reshape(1)
+
+    for step in range(params.steps):
+        if step % evaluate_every == 0:
+            output.trajectory.append(problem.evaluate(policy))
+            output.trajectory_steps.append(step)
+        index = torch.randint(n, (params.batch_size,), generator=generator)
+        micro = index.split(params.micro_batch_size or params.batch_size)
+        try:
+            if isinstance(algorithm, GramRule):
+                combine_micro_batches(
+                    [losses_of(part) for part in micro],
+                    parameters,
+                    algorithm,
+                    params.learning_rate,
+                    gram_parameters,
+                )
+            else:
+                optimizer.zero_grad()
+                for part in micro:
+                    loss = losses_of(part)()
+                    check_finite_losses(loss)
+                    (loss / len(micro)).backward()
+        except DivergedError as error:
+            raise DivergedError(f"step {step}: {error}") from None
+        optimizer.step()
+        weights = algorithm.weight_trajectory_point()
+        if weights is not None and step % evaluate_every == 0:
+            output.weight_trajectory.append(weights)
+
+    output.objectives = problem.evaluate(policy)
+    output.trajectory.append(output.objectives)
+    output.trajectory_steps.append(params.steps)
+    output.steps = params.steps
+    needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram
+    output.gradient_evaluations = params.steps * (m if needs_gram else 1)
+    return output
+
+
+def _reference_log_probs(policy, pairs: Batch, chunk: int | None, device: str) -> torch.Tensor:
+    """log pi_ref of every pair's responses: the policy before training, in eval mode (with LoRA
+    the adapters start at zero, so no second copy of the model is needed)."""
+    policy.eval()
+    rows = torch.arange(pairs.input_ids.shape[0])
+    with torch.no_grad():
+        parts = [
+            sequence_log_probs(policy, select_rows(pairs, part).to(device))
+            for part in rows.split(chunk or len(rows))
+        ]
+    return torch.cat(parts)

@@ -82,7 +82,6 @@ def execute(config: RunConfig) -> RunRecord:
         key=config.key(),
         config=config,
         paradigm=task.paradigm.value,
-        objective_space=task.space.to_record(),
         provenance=provenance(),
     )
     start = time.perf_counter()
@@ -92,6 +91,7 @@ def execute(config: RunConfig) -> RunRecord:
     except DivergedError as error:
         return RunRecord(
             **common,
+            objective_space=task.space.to_record(),
             status="failed",
             reason=f"diverged: {error}",
             cost=Cost(wall_time_s=time.perf_counter() - start),
@@ -99,6 +99,7 @@ def execute(config: RunConfig) -> RunRecord:
     wall_time = time.perf_counter() - start
     return RunRecord(
         **common,
+        objective_space=task.space.to_record(),  # after the run: paper scales measure it
         status="ok",
         objectives=output.objectives,
         trajectory=Trajectory(

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from moabench.lm import make_batch, sequence_log_probs
+
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
@@ -83,45 +85,6 @@ def build_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig) -> 
             pad_token_id=tokenizer.pad_token_id,
         )
     )
-
-
-@dataclass
-class Batch:
-    """Prompt + response sequences, right-padded; `response_mask` marks the response tokens."""
-
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    response_mask: torch.Tensor
-
-
-def make_batch(
-    tokenizer: PreTrainedTokenizerFast, prompts: Sequence[str], responses: Sequence[str]
-) -> Batch:
-    """Token ids of `prompt response <eos>` for each pair; the response and <eos> are scored."""
-    rows, masks = [], []
-    for prompt, response in zip(prompts, responses):
-        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
-        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
-        rows.append(prompt_ids + response_ids + [tokenizer.eos_token_id])
-        masks.append([0] * len(prompt_ids) + [1] * (len(response_ids) + 1))
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (row, mask) in enumerate(zip(rows, masks)):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention_mask[i, : len(row)] = 1
-        response_mask[i, : len(row)] = torch.tensor(mask, dtype=torch.bool)
-    return Batch(input_ids, attention_mask, response_mask)
-
-
-def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
-    """Sum of the log-probabilities of each sequence's response tokens, shape (batch,)."""
-    from trl.trainer.utils import selective_log_softmax
-
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    token_log_probs = selective_log_softmax(logits[:, :-1], batch.input_ids[:, 1:])
-    return (token_log_probs * batch.response_mask[:, 1:]).sum(dim=-1)
 
 
 def generate_responses(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from moabench.paper_scale import PaperSetup, RewardModelScorer
 from moabench.preference import PreferenceTask
 from moabench.task import ObjectiveSpace, register_task
 from moabench.tiny_lm import BOS, SEP
@@ -23,6 +24,11 @@ INFORMATIVE = ("first", "then", "next", "mix", "cut", "heat", "wait", "finally")
 REFUSAL = ("sorry", "cannot")
 FILLER = ("ok", "well", "so")
 SATURATION = 4  # informative words beyond this add nothing
+# what the paper-scale reward models read: beaver's conversation format, and hh-rlhf transcripts
+# (whose prompts already end with "Assistant:")
+BEAVER_PROMPT = "BEGINNING OF CONVERSATION: USER: {prompt} ASSISTANT:"
+BEAVER = BEAVER_PROMPT + "{response}"
+HH = "{prompt} {response}"
 
 
 def prompt_topic(prompt: str) -> str:
@@ -49,12 +55,55 @@ def harmlessness(prompt: str, response: str) -> float:
 class Safety(PreferenceTask):
     """Helpfulness vs harmlessness on benign and harmful requests (tiny: rule-based rewards)."""
 
-    space = ObjectiveSpace(
+    tiny_space = ObjectiveSpace(
         names=("helpfulness", "harmlessness"),
         maximize=(True, True),
         ideal=(1.0, 1.0),
         nadir=(0.0, 0.5),
     )
+    paper_setups = {
+        "paper": PaperSetup(
+            policy="HuggingFaceH4/mistral-7b-sft-beta",
+            dataset="PKU-Alignment/PKU-SafeRLHF",
+            dataset_format="pku-saferlhf",
+            scorers={
+                "helpfulness": RewardModelScorer("PKU-Alignment/beaver-7b-v1.0-reward", BEAVER),
+                "harmlessness": RewardModelScorer(
+                    "PKU-Alignment/beaver-7b-v1.0-cost", BEAVER, sign=-1.0
+                ),
+            },
+            prompt_template=BEAVER_PROMPT,
+            defaults=dict(
+                steps=1000,
+                batch_size=64,
+                micro_batch_size=8,
+                learning_rate=5e-5,
+                n_pairs=10_000,
+                n_eval_prompts=200,
+                max_length=512,
+                max_new_tokens=256,
+            ),
+        ),
+        "small": PaperSetup(
+            policy="openai-community/gpt2",
+            dataset="Anthropic/hh-rlhf",
+            dataset_format="hh-rlhf",
+            subsets={"helpfulness": "helpful-base", "harmlessness": "harmless-base"},
+            scorers={
+                "helpfulness": RewardModelScorer("Ray2333/gpt2-large-helpful-reward_model", HH),
+                "harmlessness": RewardModelScorer("Ray2333/gpt2-large-harmless-reward_model", HH),
+            },
+            defaults=dict(
+                steps=500,
+                batch_size=16,
+                learning_rate=1e-5,
+                lora_rank=0,
+                n_pairs=4000,
+                max_length=256,
+                max_new_tokens=64,
+            ),
+        ),
+    }
 
     def vocabulary(self) -> list[str]:
         return ["how", "to", *BENIGN, *HARMFUL, *INFORMATIVE, *REFUSAL, *FILLER]

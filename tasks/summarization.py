@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 
+from moabench.paper_scale import LengthScorer, PaperSetup, RewardModelScorer
 from moabench.preference import PreferenceParams, PreferenceTask
 from moabench.task import ObjectiveSpace, register_task
 from moabench.tiny_lm import BOS, SEP
@@ -60,8 +61,38 @@ class Summarization(PreferenceTask):
 
     Params = SummarizationParams
 
+    paper_setups = {
+        "paper": PaperSetup(
+            policy="Qwen/Qwen3-4B-Base",
+            dataset="RACOo/RedditSummary-Alignment",
+            dataset_format="signed",
+            sign_columns={"quality": "raco_s_quality", "conciseness": "raco_s_verbosity"},
+            scorers={
+                "quality": RewardModelScorer("Tristan/gpt2_reward_summarization"),
+                "conciseness": LengthScorer(),
+                "faithfulness": RewardModelScorer(
+                    "CogComp/bart-faithful-summary-detector",
+                    source_pair=True,
+                    label=1,
+                    probability=True,
+                ),
+            },
+            defaults=dict(
+                steps=1000,
+                batch_size=64,
+                micro_batch_size=8,
+                learning_rate=2e-5,
+                beta=0.2,
+                n_pairs=10_000,
+                n_eval_prompts=200,
+                max_length=1024,
+                max_new_tokens=128,
+            ),
+        ),
+    }
+
     @property
-    def space(self) -> ObjectiveSpace:
+    def tiny_space(self) -> ObjectiveSpace:
         m = self.params.n_objectives
         names = ("quality", "conciseness", "faithfulness")[:m]
         return ObjectiveSpace(names=names, maximize=(True,) * m, ideal=(1.0,) * m, nadir=(0.0,) * m)

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from moabench import combine, make_algorithm, per_objective_gradients
+from moabench.gradients import combine_micro_batches
 from moabench.task import DivergedError
 
 
@@ -45,3 +46,36 @@ def test_non_finite_losses_or_coefficients_raise_diverged():
         combine(torch.stack([x.sum() * np.inf, x.sum()]), [x], make_algorithm("mgda", [0.5, 0.5]))
     with pytest.raises(DivergedError, match="non-finite coefficients"):
         combine(torch.stack([x.sum(), 2 * x.sum()]), [x], make_algorithm("nan-rule", [0.5, 0.5]))
+
+
+@pytest.mark.parametrize("rule", ["ls", "mgda", "raco"])
+@pytest.mark.parametrize("subset", [False, True])
+def test_micro_batches_give_the_full_batch_update(rule, subset):
+    """Gradient accumulation: 4 micro-batches of 2 write the same .grad as one batch of 8, also
+    when the Gram matrix comes from a parameter subset (GAPO's last-layer variant)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+    x, parameters = torch.randn(8, 3), list(model.parameters())
+    gram_parameters = parameters[2:] if subset else None
+
+    def losses(rows):
+        return lambda: (
+            (model(x[rows]) ** 2).mean(dim=0)
+            + torch.tensor([0.0, 1.0]) * model(x[rows]).mean(dim=0)
+        )
+
+    algorithm = make_algorithm(rule, [0.6, 0.4])
+    whole = combine_micro_batches(
+        [losses(slice(0, 8))], parameters, algorithm, 0.1, gram_parameters
+    )
+    expected = [p.grad.clone() for p in parameters]
+    parts = [losses(slice(i, i + 2)) for i in range(0, 8, 2)]
+    accumulated = combine_micro_batches(parts, parameters, algorithm, 0.1, gram_parameters)
+    assert accumulated == pytest.approx(whole, rel=1e-5)
+    for p, e in zip(parameters, expected):
+        assert torch.allclose(p.grad, e, atol=1e-6)
+    if (
+        subset and rule != "ls"
+    ):  # the subset's Gram matrix is not the whole one: coefficients differ
+        full = combine_micro_batches([losses(slice(0, 8))], parameters, algorithm, 0.1)
+        assert not np.allclose(full, whole)

@@ -12,9 +12,9 @@ from scipy.stats import spearmanr
 from moabench import gram_matrix, make_algorithm, make_task, per_objective_gradients
 from moabench.errors import ConfigError
 from moabench.gradients import combine
+from moabench.lm import make_batch, sequence_log_probs
 from moabench.preference import bradley_terry_signs, per_objective_dpo_losses
 from moabench.runner import execute, resolve_config
-from moabench.tiny_lm import make_batch, sequence_log_probs
 
 GRID = [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]]
 
@@ -103,7 +103,7 @@ def test_raco_coefficients_on_a_real_dpo_batch_are_the_rule_on_its_gram_matrix()
     task = make_task("safety", n_pairs=16)
     tokenizer = task.tokenizer()
     reference = task.reference(tokenizer)
-    data = task.preference_data(reference, tokenizer)
+    data, _ = task.preference_data(reference, tokenizer)
     batch = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
     policy = type(reference)(reference.config)
     policy.load_state_dict(reference.state_dict())
@@ -191,7 +191,13 @@ def test_three_objective_summarization_runs_the_m3_paths():
 
 def test_an_unknown_scale_is_a_clear_error():
     with pytest.raises(ConfigError, match="task 'safety': field 'scale'"):
-        resolve_config("ls", "safety", [0.5, 0.5], task_params={"scale": "paper"})
+        resolve_config("ls", "safety", [0.5, 0.5], task_params={"scale": "huge"})
+    with pytest.raises(
+        ConfigError, match=r"'summarization' has no scale 'small' \(its scales: tiny, paper\)"
+    ):
+        resolve_config("ls", "summarization", [0.5, 0.5], task_params={"scale": "small"})
+    with pytest.raises(ConfigError, match="policy apply to the small and paper scales"):
+        resolve_config("ls", "safety", [0.5, 0.5], task_params={"policy": "gpt2"})
 
 
 def test_cli_runs_a_language_task(cli, tmp_path):

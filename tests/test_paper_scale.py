@@ -1,0 +1,242 @@
+"""The small and paper scales, end to end on tiny models, tokenizers, reward models and datasets
+saved locally and loaded through the same Hugging Face code paths as the papers' setups."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from datasets import Dataset
+
+from moabench.errors import ConfigError
+from moabench.runner import execute, resolve_config
+from moabench.tiny_lm import build_tokenizer
+
+WORDS = (
+    "how to bake steal poison cook first then next mix cut heat sorry cannot ok well so "
+    "Human: Assistant: BEGINNING OF CONVERSATION: USER: ASSISTANT: summarize sun rain wind snow"
+).split()
+TRAINING = dict(
+    steps=2, batch_size=4, micro_batch_size=None, n_pairs=8, n_eval_prompts=3, max_new_tokens=4,
+    max_length=32,
+)  # fmt: skip
+
+
+def save_models(root):
+    """A causal LM, two scalar reward models, a 2-label classifier, all sharing one tokenizer."""
+    from transformers import GPT2Config, GPT2ForSequenceClassification, GPT2LMHeadModel
+
+    tokenizer = build_tokenizer(WORDS)
+    config = dict(
+        vocab_size=len(tokenizer), n_positions=64, n_embd=16, n_layer=2, n_head=2,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    models = {
+        "policy": GPT2LMHeadModel(GPT2Config(**config)),
+        "reward-a": GPT2ForSequenceClassification(GPT2Config(**config, num_labels=1)),
+        "reward-b": GPT2ForSequenceClassification(GPT2Config(**config, num_labels=1)),
+        "classifier": GPT2ForSequenceClassification(GPT2Config(**config, num_labels=2)),
+    }
+    for name, model in models.items():
+        model.save_pretrained(root / name)
+        tokenizer.save_pretrained(root / name)
+    return {name: str(root / name) for name in models}
+
+
+def prompt(i):
+    return f"how to {('bake', 'steal', 'cook', 'poison')[i % 4]} {'ok ' * (i % 3)}".strip()
+
+
+def pku_rows(n=20):
+    return [
+        dict(prompt=prompt(i), response_0="first then mix", response_1="sorry cannot",
+             better_response_id=i % 2, safer_response_id=1 - i % 2)
+        for i in range(n)
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory):
+    root = tmp_path_factory.mktemp("hub")
+    paths = save_models(root)
+    Dataset.from_list(pku_rows()).save_to_disk(root / "pku")
+    for subset in ("helpful-base", "harmless-base"):  # a copy of the hh-rlhf repository's layout
+        (root / "hh" / subset).mkdir(parents=True)
+        with open(root / "hh" / subset / "train.jsonl", "w") as out:
+            for i in range(12):
+                t = f"\n\nHuman: {prompt(i)}\n\nAssistant:"
+                out.write(json.dumps({"chosen": f"{t} first then", "rejected": f"{t} ok"}) + "\n")
+    Dataset.from_list(
+        [
+            dict(
+                prompt=f"summarize sun rain {'wind ' * (i % 4)}",
+                chosen="sun rain",
+                rejected="sun",
+                raco_s_quality=1,
+                raco_s_verbosity=-1 if i % 3 else 0,
+            )
+            for i in range(20)
+        ]  # fmt: skip
+    ).save_to_disk(root / "reddit")
+    paths.update(pku=str(root / "pku"), hh=str(root / "hh"), reddit=str(root / "reddit"))
+    return paths
+
+
+def run(algorithm, task, local, preference=(0.5, 0.5), **task_params):
+    config = resolve_config(algorithm, task, list(preference), 0, None, task_params)
+    return execute(config)
+
+
+def safety_paper(local, **extra):
+    return {
+        **dict(
+            scale="paper", policy=local["policy"], dataset=local["pku"], lora_rank=4,
+            reward_models={"helpfulness": local["reward-a"], "harmlessness": local["reward-b"]},
+        ),
+        **TRAINING,
+        **extra,
+    }  # fmt: skip
+
+
+# --- end to end -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("algorithm", ["ls", "raco", "modpo"])
+def test_safety_paper_scale_runs_on_local_copies(local, algorithm):
+    record = execute(resolve_config(algorithm, "safety", [0.7, 0.3], 0, None, safety_paper(local)))
+    assert record.status == "ok", record.reason
+    assert len(record.objectives) == 2 and np.all(np.isfinite(record.objectives))
+    space = record.objective_space
+    assert space["names"] == ["helpfulness", "harmlessness"]
+    assert space["nadir"] == pytest.approx(record.trajectory.objectives[0])  # the reference
+    assert all(i > n for i, n in zip(space["ideal"], space["nadir"]))
+    assert record.config.task_params["learning_rate"] == 5e-5  # the paper setup's default
+
+
+def test_paper_scale_is_deterministic(local):
+    config = resolve_config("mgda", "safety", [0.5, 0.5], 3, None, safety_paper(local))
+    assert execute(config).objectives == execute(config).objectives
+
+
+def test_safety_small_reads_hh_rlhf_subsets(local):
+    params = dict(
+        scale="small", policy=local["policy"], dataset=local["hh"],
+        reward_models={"helpfulness": local["reward-a"], "harmlessness": local["reward-b"]},
+        **TRAINING,
+    )  # fmt: skip
+    record = execute(resolve_config("gapo", "safety", [0.5, 0.5], 0, None, params))
+    assert record.status == "ok", record.reason
+    assert record.config.task_params["lora_rank"] == 0  # the small setup's default
+
+
+def test_summarization_paper_scale_with_three_objectives(local):
+    params = {
+        **TRAINING,
+        **dict(
+            scale="paper", n_objectives=3, policy=local["policy"], dataset=local["reddit"],
+            lora_rank=4, micro_batch_size=2, gram_parameters="last-block",
+            reward_models={"quality": local["reward-a"], "faithfulness": local["classifier"]},
+        ),
+    }  # fmt: skip
+    record = execute(resolve_config("raco", "summarization", [0.4, 0.3, 0.3], 0, None, params))
+    assert record.status == "ok", record.reason
+    quality, conciseness, faithfulness = record.objectives
+    assert conciseness <= 0 and 0 <= faithfulness <= 1  # minus a length; a probability
+
+
+def test_cli_runs_the_paper_scale(cli, local, tmp_path):
+    params = safety_paper(local)
+    args = ["run", "--algo", "ls", "--task", "safety", "--results-dir", str(tmp_path)]
+    for name, value in params.items():
+        args += ["--task-param", f"{name}={value if isinstance(value, str) else json.dumps(value)}"]
+    result = cli(*args)
+    assert result.exit_code == 0, result.output
+    (record,) = tmp_path.glob("*.json")
+    assert json.loads(record.read_text())["status"] == "ok"
+
+
+# --- the pieces -------------------------------------------------------------------------------
+
+
+def test_unlabelled_objectives_are_labelled_by_their_scorer(local):
+    from moabench.tasks.summarization import Summarization
+
+    from moabench.paper_scale import read_pairs
+
+    task = Summarization(scale="paper", n_objectives=3, dataset=local["reddit"])
+    pairs = read_pairs(task.paper_setups["paper"], task.params, task.tiny_space.names)
+    assert pairs.signs[:2].tolist()[0][:3] == [1.0, 1.0, 1.0]
+    assert torch.isnan(pairs.signs[2]).all()  # faithfulness: left to the scorer
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+GOOD = dict(prompt="how to bake", response_a="first then", response_b="sorry cannot",
+            preferred={"helpfulness": "a", "harmlessness": "b"})  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({k: v for k, v in GOOD.items() if k != "response_b"}, r"row 2: missing field 'response_b'"),
+        ({**GOOD, "preferred": {"honesty": "a"}}, r"row 2: unknown objective\(s\) 'honesty'.*helpfulness, harmlessness"),
+        ({**GOOD, "response_a": "  "}, r"row 2: field 'response_a' is empty"),
+        ({**GOOD, "preferred": {"helpfulness": "left"}}, r"row 2: 'preferred' values must be 'a', 'b' or 'tie'"),
+    ],
+)  # fmt: skip
+def test_a_bad_preference_file_names_the_row_and_field(local, tmp_path, row, message):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [GOOD, row])
+    with pytest.raises(ConfigError, match=message):
+        run("ls", "safety", local, **safety_paper(local, dataset=path))
+
+
+def test_a_preference_file_in_the_moabench_format_trains(local, tmp_path):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [dict(GOOD, prompt=prompt(i)) for i in range(12)])
+    assert run("ls", "safety", local, **safety_paper(local, dataset=path)).status == "ok"
+
+
+def test_a_dataset_without_the_formats_columns(local, tmp_path):
+    Dataset.from_list([{"prompt": "x", "response_0": "a", "response_1": "b"}]).save_to_disk(
+        tmp_path / "d"
+    )
+    with pytest.raises(ConfigError, match="missing field.*'better_response_id'.*'pku-saferlhf'"):
+        run("ls", "safety", local, **safety_paper(local, dataset=str(tmp_path / "d")))
+
+
+def test_a_model_that_is_not_a_causal_lm(local):
+    with pytest.raises(
+        ConfigError,
+        match="is not a causal language model: its architecture is GPT2ForSequenceClassification",
+    ):
+        run("ls", "safety", local, **safety_paper(local, policy=local["reward-a"]))
+
+
+def test_a_reward_model_for_an_unknown_objective(local):
+    params = safety_paper(local)
+    params["reward_models"] = {"honesty": local["reward-a"]}
+    with pytest.raises(ConfigError, match=r"reward_models: unknown objective\(s\) \['honesty'\]"):
+        run("ls", "safety", local, **params)
+
+
+def test_an_unreachable_hub_says_how_to_use_a_local_copy(local, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError) as error:
+        run("ls", "safety", local, **safety_paper(local, policy="no-such-org/no-such-model"))
+    message = str(error.value)
+    assert (
+        "model 'no-such-org/no-such-model' could not be loaded from the Hugging Face Hub" in message
+    )
+    assert "--task-param policy=DIR" in message and "HF_HUB_OFFLINE=1" in message
