@@ -7,7 +7,12 @@ Run: pytest benchmarks/test_bench_preference.py --benchmark-only
 
 import pytest
 
-from moabench.runner import execute, resolve_config
+from moabench.algorithm import make_algorithm
+from moabench.preference import train_preference
+from moabench.runner import execute, one_torch_thread, resolve_config
+from moabench.task import make_task
+
+TRAINING_SECONDS: dict[tuple[int, str], float] = {}
 
 
 @pytest.mark.parametrize("algorithm", ["ls", "modpo", "mgda", "raco", "upgrad"])
@@ -18,3 +23,30 @@ def test_tiny_preference_run(benchmark, algorithm, task):
     benchmark.group = task
     record = benchmark.pedantic(execute, args=(config,), rounds=3, iterations=1)
     assert record.status == "ok"
+
+
+@pytest.mark.parametrize("algorithm", ["ls", "mgda", "gapo", "raco", "upgrad"])
+@pytest.mark.parametrize("m", [2, 3])
+def test_training_step_cost_against_ls(benchmark, algorithm, m):
+    """Training only (no evaluation), 40 steps of summarization with m objectives. The ratio to
+    `ls` (one backward pass per step) is stored in extra_info: a rule pays m backward passes, so
+    the target is a ratio close to m."""
+    task = make_task("summarization", steps=40, n_objectives=m)
+    task.tiny_problem()  # cache the reference policy untimed
+    benchmark.group = f"training step, m = {m}"
+
+    def setup():
+        problem = task.tiny_problem()
+        problem.evaluate = lambda policy: [0.0] * m
+        return (problem, make_algorithm(algorithm, [1 / m] * m)), {}
+
+    def train(problem, rule):
+        with one_torch_thread():
+            train_preference(problem, rule, 0, task.params, m)
+
+    benchmark.pedantic(train, setup=setup, rounds=3, iterations=1)
+    TRAINING_SECONDS[(m, algorithm)] = benchmark.stats.stats.min
+    if (m, "ls") in TRAINING_SECONDS:
+        ratio = TRAINING_SECONDS[(m, algorithm)] / TRAINING_SECONDS[(m, "ls")]
+        benchmark.extra_info["ratio_to_ls"] = ratio
+        print(f"\n{algorithm} / ls at m = {m}: {ratio:.2f}")

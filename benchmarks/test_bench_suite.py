@@ -25,3 +25,24 @@ def test_analytic_suite_and_leaderboard(benchmark, tmp_path_factory):
         lambda: run_suite_and_leaderboard(tmp_path_factory.mktemp("suite")), rounds=1, iterations=1
     )
     assert summary.ok == summary.total and not summary.failed
+
+
+def test_preference_sweep_of_issue_3(benchmark, tmp_path_factory):
+    """{ls, modpo, raco, mgda, gapo} x {safety, summarization} x 5 preferences x 1 seed on 2
+    workers (target: under 15 minutes on this machine); reference policies cached beforehand."""
+    sweep = SweepConfig(
+        algorithms=["ls", "modpo", "raco", "mgda", "gapo"],
+        tasks=["safety", "summarization"],
+        seeds=[0],
+        partitions=4,
+    )
+    plan = plan_sweep(sweep)
+    assert len(plan.configs) == 50
+    for task in ("safety", "summarization"):
+        make_task(task).tiny_problem()
+    summary = benchmark.pedantic(
+        lambda: run_sweep(plan.configs, tmp_path_factory.mktemp("sweep") / "results", workers=2),
+        rounds=1,
+        iterations=1,
+    )
+    assert summary.ok == summary.total == 50
