@@ -7,6 +7,7 @@ from moabench.algorithms import (  # noqa: F401  (imported for their registratio
     ls,
     mgda,
     modpo,
+    pama,
     raco,
     upgrad,
 )

@@ -9,6 +9,14 @@ moabench runs at very different learning rates (0.1 on analytic problems, 1e-3 a
 mu = 1e-5 would make the weights jump to one objective at every step; the default `mu=None` keeps
 the paper's ratio, mu = 10 * eta_t. Pass `mu=1e-5` for the paper's literal value.
 
+Hypervolume-guided variant (`hypervolume_guided=True`, online training): after each step, the
+mean rewards v_t of the step's samples (raw units, maximised) are compared with a buffer B of
+earlier ones, delta = HV(B + {v_t}) - HV(B) with the first step's vector (the initial model) as
+reference point; the next step's learning rate is multiplied by 0.5 + 1.5 tanh(delta), and v_t
+joins B when delta > 0. The paper scales the reward, which GRPO's advantage normalisation would
+cancel; scaling the step size is where the multiplier acts under every estimator (and under Adam).
+The paper validates on a held-out set; moabench uses the step's own samples, which costs nothing.
+
 Start: uniform weights, as in the paper (`initial_weights="uniform"`, default), so the preference
 vector is ignored; `initial_weights="preference"` starts from w instead. The rule is stateful:
 one instance per run.
@@ -22,7 +30,22 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.special import log_softmax
 
-from moabench.algorithm import GramRule, register_algorithm
+from moabench.algorithm import GramRule, Paradigm, register_algorithm
+
+
+def hypervolume_gain(buffer: list[np.ndarray], point: np.ndarray, reference: np.ndarray) -> float:
+    """HV(buffer + {point}) - HV(buffer), maximised objectives, against `reference`."""
+    import moocore
+
+    def hv(points: list[np.ndarray]) -> float:
+        kept = [p for p in points if np.all(p > reference)]
+        return float(moocore.hypervolume(-np.array(kept), ref=-reference)) if kept else 0.0
+
+    return hv([*buffer, point]) - hv(buffer)
+
+
+def hypervolume_multiplier(delta: float) -> float:
+    return 0.5 + 1.5 * float(np.tanh(delta))
 
 
 def mirror_descent_step(
@@ -44,6 +67,9 @@ class DynamicWeightingParams(BaseModel):
     initial_weights: Literal["uniform", "preference"] = Field(
         "uniform", description="start from uniform weights (paper) or from the preference"
     )
+    hypervolume_guided: bool = Field(
+        False, description="online: scale each step by 0.5 + 1.5 tanh(hypervolume gain)"
+    )
 
 
 @register_algorithm("dynamic-weighting")
@@ -51,6 +77,7 @@ class DynamicWeighting(GramRule):
     """Dynamic reward weighting: weights move by mirror descent on each objective's influence."""
 
     Params = DynamicWeightingParams
+    home_paradigm = Paradigm.ONLINE
 
     def __init__(self, preference: Any, **params: Any) -> None:
         super().__init__(preference, **params)
@@ -60,6 +87,9 @@ class DynamicWeighting(GramRule):
             if self.params.initial_weights == "uniform"
             else self.preference.copy()
         )
+        self.reference_point: np.ndarray | None = None
+        self.buffer: list[np.ndarray] = []
+        self.multiplier = 1.0
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
         mu = self.params.mu if self.params.mu is not None else 10 * learning_rate
@@ -69,3 +99,18 @@ class DynamicWeighting(GramRule):
 
     def weight_trajectory_point(self) -> list[float]:
         return self.weights.tolist()
+
+    def observe_rewards(self, mean_rewards: np.ndarray) -> None:
+        if not self.params.hypervolume_guided:
+            return
+        point = np.asarray(mean_rewards, dtype=np.float64)
+        if self.reference_point is None:
+            self.reference_point = point
+            return
+        delta = hypervolume_gain(self.buffer, point, self.reference_point)
+        self.multiplier = hypervolume_multiplier(delta)
+        if delta > 0:
+            self.buffer.append(point)
+
+    def step_size_multiplier(self) -> float:
+        return self.multiplier

@@ -17,7 +17,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from moabench.algorithm import GramRule, register_algorithm
+from moabench.algorithm import GramRule, Paradigm, register_algorithm
 from moabench.simplex import min_norm_point
 
 
@@ -49,6 +49,7 @@ class GAPO(GramRule):
     """GAPO: MGDA on gradients rescaled by 1/||g_i||^p (ignores the preference)."""
 
     Params = GAPOParams
+    home_paradigm = Paradigm.ONLINE
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
         return gapo_coefficients(gram, self.params.p, self.params.variant)
@@ -57,6 +58,8 @@ class GAPO(GramRule):
 @register_algorithm("p-gapo")
 class PGAPO(GramRule):
     """P-GAPO: preference-weighted normalised gradients, a_i = w_i / ||g_i||."""
+
+    home_paradigm = Paradigm.ONLINE
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
         return self.preference * inverse_gradient_norms(gram, 1)

@@ -13,7 +13,7 @@ import numpy as np
 from moabench.algorithms.cagrad import conflict_averse_coefficients
 from pydantic import BaseModel, ConfigDict, Field
 
-from moabench.algorithm import GramRule, register_algorithm
+from moabench.algorithm import GramRule, Paradigm, register_algorithm
 
 
 class RACOParams(BaseModel):
@@ -28,6 +28,7 @@ class RACO(GramRule):
     """RACO: CAGrad around the preference-weighted gradient, dual weights clipped to w."""
 
     Params = RACOParams
+    home_paradigm = Paradigm.PREFERENCE
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
         return conflict_averse_coefficients(

@@ -39,6 +39,9 @@ class Algorithm(Registrable):
     """
 
     paradigms: ClassVar[frozenset[Paradigm]]
+    #: The setting of the algorithm's paper: on a task that offers several paradigms (the language
+    #: tasks run on preference pairs or online), a run without an explicit one uses this.
+    home_paradigm: ClassVar[Paradigm | None] = None
     Params: ClassVar[type[BaseModel]] = NoParams
 
     def __init__(self, preference: Any, **params: Any) -> None:
@@ -52,6 +55,18 @@ class Algorithm(Registrable):
     def weight_trajectory_point(self) -> list[float] | None:
         """The algorithm's current internal weights, for those whose weights move; else None."""
         return None
+
+    def observe_rewards(self, mean_rewards: np.ndarray) -> None:
+        """Online training: the mean raw reward per objective (maximised) of each step's samples."""
+
+    def online_reward(self, rewards: np.ndarray) -> np.ndarray | None:
+        """Online training: rewards (n, m) -> scalarised rewards (n, 1) for algorithms that
+        combine rewards before the advantage estimator (MORLHF's sum-then-normalise); else None."""
+        return None
+
+    def step_size_multiplier(self) -> float:
+        """Online training: a factor on the next step's learning rate (1 unless overridden)."""
+        return 1.0
 
 
 class GramRule(Algorithm):
@@ -82,6 +97,18 @@ class PreferenceLoss(Algorithm):
     paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.PREFERENCE})
 
     def loss(self, margins, signs, reward_differences):  # noqa: ANN001, ANN201 - torch tensors
+        raise NotImplementedError
+
+
+class AdvantageRule(Algorithm):
+    """An online algorithm that combines the per-objective advantages into one, per token (e.g.
+    PAMA), then takes a plain policy-gradient step: `combine_advantages` maps (m, n, T) advantages
+    (and the (n, T) importance ratios) to (n, T)."""
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.ONLINE})
+    home_paradigm: ClassVar[Paradigm | None] = Paradigm.ONLINE
+
+    def combine_advantages(self, advantages, ratios):  # noqa: ANN001, ANN201 - torch tensors
         raise NotImplementedError
 
 

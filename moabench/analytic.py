@@ -28,7 +28,7 @@ class AnalyticParams(TaskParams):
 class AnalyticProblem(Task):
     """Base of the analytic problems; subclasses define `evaluate`, bounds and the objective space."""
 
-    paradigm: ClassVar[Paradigm] = Paradigm.ANALYTIC
+    paradigms: ClassVar[tuple[Paradigm, ...]] = (Paradigm.ANALYTIC,)
     Params: ClassVar[type[TaskParams]] = AnalyticParams
     n_var: ClassVar[int]
 

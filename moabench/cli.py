@@ -126,7 +126,7 @@ def list_entries(
             table.add_row(
                 cls.name,
                 cls.description(),
-                cls.paradigm.value,
+                ", ".join(p.value for p in cls.paradigms),
                 objectives,
                 _format_params(cls.hyperparameters()),
             )

@@ -56,13 +56,18 @@ def make_batch(
     return Batch(input_ids, attention_mask, response_mask)
 
 
-def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
-    """Sum of the log-probabilities of each sequence's response tokens, shape (batch,)."""
+def token_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """log pi(token_t | tokens_<t) for t >= 1, shape (batch, length - 1); weigh by
+    `batch.response_mask[:, 1:]` to keep the response tokens."""
     from trl.trainer.utils import selective_log_softmax
 
     logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    token_log_probs = selective_log_softmax(logits[:, :-1], batch.input_ids[:, 1:])
-    return (token_log_probs * batch.response_mask[:, 1:]).sum(dim=-1)
+    return selective_log_softmax(logits[:, :-1], batch.input_ids[:, 1:])
+
+
+def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """Sum of the log-probabilities of each sequence's response tokens, shape (batch,)."""
+    return (token_log_probs(model, batch) * batch.response_mask[:, 1:]).sum(dim=-1)
 
 
 def select_rows(batch: Batch, index: torch.Tensor, trim: bool = True) -> Batch:

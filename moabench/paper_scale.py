@@ -33,9 +33,10 @@ from moabench.pairs import (
     require_columns,
 )
 from moabench.task import ObjectiveSpace
+from moabench.tiny_lm import diverged_sampling
 
 if TYPE_CHECKING:
-    from moabench.preference import PreferenceParams
+    from moabench.preference import LanguageParams
 
 #: Reference policy's per-response standard deviations between the nadir and the ideal point.
 IDEAL_SPREAD = 2.0
@@ -78,7 +79,7 @@ class PaperSetup:
 
 
 def read_pairs(
-    setup: PaperSetup, params: PreferenceParams, objectives: Sequence[str]
+    setup: PaperSetup, params: LanguageParams, objectives: Sequence[str]
 ) -> PreferencePairs:
     """Up to n_pairs + n_eval_prompts rows, shuffled with data_seed, as preference pairs; a data
     file (.json/.jsonl/...) is read in the `moabench` format, anything else in the setup's."""
@@ -176,7 +177,7 @@ def hold_out(
 
 def scorer_functions(
     setup: PaperSetup,
-    params: PreferenceParams,
+    params: LanguageParams,
     objectives: Sequence[str],
     policy_tokenizer,
     device: str,
@@ -214,7 +215,7 @@ def scorer_functions(
 
 
 def _classifier_scores(
-    scorer: RewardModelScorer, model, tokenizer, params: PreferenceParams, device: str
+    scorer: RewardModelScorer, model, tokenizer, params: LanguageParams, device: str
 ):
     tokenizer.padding_side = "right"
 
@@ -284,7 +285,7 @@ def generate_text(
             padding=True,
             return_tensors="pt",
         ).to(device)
-        with torch.no_grad():
+        with torch.no_grad(), diverged_sampling():
             output = model.generate(
                 **encoded,
                 max_new_tokens=max_new_tokens,

@@ -1,6 +1,6 @@
 """Preference-data tasks and their trainer: per-objective DPO losses combined by the algorithm.
 
-A `PreferenceTask` (tiny scale) supplies a vocabulary, prompts, demonstrations for the reference
+A `LanguageTask` (tiny scale) supplies a vocabulary, prompts, demonstrations for the reference
 policy's supervised fine-tune, and hidden rule-based rewards. The trainer never sees the rules:
 it learns from preference pairs sampled from the reference policy and labelled per objective with
 Bradley-Terry noise. Each step computes one DPO loss per objective on a shared batch of pairs,
@@ -51,13 +51,26 @@ SCALE_ONLY_PARAMS = (
 )  # fmt: skip
 
 
-class PreferenceParams(TaskParams):
+PREFERENCE_ONLY_PARAMS = ("beta", "n_pairs", "label_noise")
+ONLINE_ONLY_PARAMS = (
+    "group_size", "prompts_per_step", "advantage", "ppo_epochs", "clip_epsilon", "kl_coef",
+    "kl_in_reward", "temperature",
+)  # fmt: skip
+
+
+class LanguageParams(TaskParams):
+    paradigm: Literal["preference", "online"] | None = Field(
+        None, description="DPO on preference pairs, or online RL; None: the algorithm's own"
+    )
     scale: Literal["tiny", "small", "paper"] = Field(
         "tiny", description="tiny: embedded, offline, CPU; small/paper: Hugging Face models"
     )
     steps: int = Field(80, ge=1, description="optimizer steps")
     batch_size: int = Field(32, ge=1, description="preference pairs per step")
-    learning_rate: float = Field(1e-3, gt=0, description="Adam step size")
+    learning_rate: float = Field(1e-3, gt=0, description="optimizer step size")
+    optimizer: Literal["adam", "sgd"] = Field(
+        "adam", description="adam, or plain SGD (which keeps the rule's direction exactly)"
+    )
     beta: float = Field(0.1, gt=0, description="DPO inverse temperature")
     n_pairs: int = Field(512, ge=2, description="training preference pairs")
     n_eval_prompts: int = Field(128, ge=1, description="held-out prompts scored at evaluation")
@@ -67,6 +80,22 @@ class PreferenceParams(TaskParams):
         description="tiny: Bradley-Terry temperature, P(a > b) = sigmoid((r_a - r_b) / noise)",
     )
     data_seed: int = Field(0, description="seed of the prompts, pair labels and data shuffling")
+    # online only
+    group_size: int = Field(4, ge=1, description="online: responses sampled per prompt (k)")
+    prompts_per_step: int = Field(8, ge=1, description="online: prompts per step")
+    advantage: Literal["grpo", "rloo", "reinforce"] = Field(
+        "grpo", description="online: per-objective advantage estimator"
+    )
+    ppo_epochs: int = Field(
+        1, ge=1, description="online: updates per batch; above 1, PPO's clipped surrogate acts"
+    )
+    clip_epsilon: float = Field(0.2, gt=0, description="online: PPO clip range")
+    kl_coef: float = Field(0.05, ge=0, description="online: weight of the KL to the reference")
+    kl_in_reward: bool = Field(
+        False,
+        description="online: subtract the KL from the rewards instead of adding it to the loss",
+    )
+    temperature: float = Field(1.0, ge=0, description="online: sampling temperature")
     gram_parameters: Literal["all", "last-block"] = Field(
         "all", description="parameters whose gradients form the Gram matrix (GAPO: last-block)"
     )
@@ -89,7 +118,7 @@ class PreferenceParams(TaskParams):
     )
 
     @model_validator(mode="after")
-    def _micro_batches_divide_the_batch(self) -> PreferenceParams:
+    def _micro_batches_divide_the_batch(self) -> LanguageParams:
         if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
             raise ValueError(
                 f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
@@ -129,12 +158,12 @@ class PreferenceProblem:
     trim_padding: bool = True
 
 
-class PreferenceTask(Task):
+class LanguageTask(Task):
     """Base of the preference-data tasks. Subclasses define the tiny scale's hooks below and may
     declare `paper_setups` for the Hugging Face scales."""
 
-    paradigm: ClassVar[Paradigm] = Paradigm.PREFERENCE
-    Params: ClassVar[type[TaskParams]] = PreferenceParams
+    paradigms: ClassVar[tuple[Paradigm, ...]] = (Paradigm.PREFERENCE, Paradigm.ONLINE)
+    Params: ClassVar[type[TaskParams]] = LanguageParams
     model_config: ClassVar[TinyModelConfig] = TinyModelConfig()
     max_response_tokens: ClassVar[int] = 8
     paper_setups: ClassVar[Mapping[str, PaperSetup]] = {}
@@ -142,23 +171,55 @@ class PreferenceTask(Task):
     def __init__(self, **params: Any) -> None:
         setup = self.paper_setups.get(params.get("scale"))  # type: ignore[arg-type]
         super().__init__(**({**setup.defaults, **params} if setup else params))
-        scale = self.params.scale
-        if scale == "tiny":
-            fields = type(self.params).model_fields
-            wrong = [
-                name
-                for name in SCALE_ONLY_PARAMS
-                if getattr(self.params, name) != fields[name].get_default(call_default_factory=True)
-            ]
+        p, name = self.params, self.name
+        if p.paradigm is not None and Paradigm(p.paradigm) not in self.paradigms:
+            offered = ", ".join(x.value for x in self.paradigms)
+            raise ConfigError(f"task {name!r} has no {p.paradigm} paradigm (it offers: {offered})")
+        online = self.paradigm == Paradigm.ONLINE
+        for names, applies in (
+            (SCALE_ONLY_PARAMS, p.scale != "tiny"),
+            (PREFERENCE_ONLY_PARAMS, not online),
+            (ONLINE_ONLY_PARAMS, online),
+        ):
+            wrong = self._changed(names) if not applies else []
             if wrong:
                 raise ConfigError(
-                    f"task {self.name!r}: parameter(s) {', '.join(wrong)} apply to the small and "
-                    "paper scales, not to scale 'tiny'"
+                    f"task {name!r}: parameter(s) {', '.join(wrong)} do not apply to "
+                    f"{self.paradigm.value} training at scale {p.scale!r}"
                 )
-        elif setup is None:
+        if p.scale != "tiny" and setup is None:
             known = ", ".join(["tiny", *self.paper_setups])
-            raise ConfigError(f"task {self.name!r} has no scale {scale!r} (its scales: {known})")
+            raise ConfigError(f"task {name!r} has no scale {p.scale!r} (its scales: {known})")
+        if online and p.scale != "tiny":
+            raise ConfigError(f"task {name!r}: online training runs at scale 'tiny' only so far")
+        if online and p.group_size < 2 and p.advantage in ("grpo", "rloo"):
+            raise ConfigError(
+                f"task {name!r}: the {p.advantage} advantage compares the responses to one prompt, "
+                f"so group_size must be at least 2 (got {p.group_size}); use advantage=reinforce "
+                "for one response per prompt"
+            )
+        if online and p.temperature == 0 and p.group_size > 1:
+            raise ConfigError(
+                f"task {name!r}: temperature 0 is greedy decoding, which gives the same response "
+                f"{p.group_size} times per prompt; use a temperature above 0 or group_size=1"
+            )
         self._measured_space: ObjectiveSpace | None = None
+
+    @classmethod
+    def paradigms_for(cls, params: dict[str, Any]) -> tuple[Paradigm, ...]:
+        """Online training runs at scale tiny only so far."""
+        if params.get("scale", "tiny") != "tiny":
+            return tuple(p for p in cls.paradigms if p != Paradigm.ONLINE)
+        return cls.paradigms
+
+    def _changed(self, names: tuple[str, ...]) -> list[str]:
+        """Those of `names` whose values differ from their defaults."""
+        fields = type(self.params).model_fields
+        return [
+            n
+            for n in names
+            if getattr(self.params, n) != fields[n].get_default(call_default_factory=True)
+        ]
 
     @property
     def tiny_space(self) -> ObjectiveSpace:
@@ -304,6 +365,10 @@ class PreferenceTask(Task):
         )
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        if self.paradigm == Paradigm.ONLINE:
+            from moabench.online import train_online
+
+            return train_online(self, algorithm, seed)
         problem = self.tiny_problem() if self.params.scale == "tiny" else self.paper_problem()
         if problem.gram_subset is None and self.params.gram_parameters == "last-block":
             problem.gram_subset = paper_scale.last_block_parameters
@@ -311,7 +376,7 @@ class PreferenceTask(Task):
 
 
 def train_preference(
-    problem: PreferenceProblem, algorithm: Algorithm, seed: int, params: PreferenceParams, m: int
+    problem: PreferenceProblem, algorithm: Algorithm, seed: int, params: LanguageParams, m: int
 ) -> RunOutput:
     """DPO training of `problem.policy` on its pairs, the m per-objective losses combined by a
     `GramRule` (through `combine_micro_batches`) or replaced by a `PreferenceLoss`."""
@@ -326,7 +391,7 @@ def train_preference(
     policy.train()
     parameters = [p for p in policy.parameters() if p.requires_grad]
     gram_parameters = problem.gram_subset(policy) if problem.gram_subset else None
-    optimizer = torch.optim.Adam(parameters, lr=params.learning_rate)
+    optimizer = make_optimizer(params, parameters)
     generator = torch.Generator().manual_seed(seed)
     evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
     output = RunOutput(objectives=[])
@@ -383,6 +448,14 @@ def train_preference(
     needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram
     output.gradient_evaluations = params.steps * (m if needs_gram else 1)
     return output
+
+
+def make_optimizer(params: LanguageParams, parameters: list[torch.Tensor]) -> torch.optim.Optimizer:
+    """Adam, or plain SGD: Adam's per-coordinate scaling changes the combined direction, so the
+    descent guarantees of MGDA-like rules hold for SGD only."""
+    if params.optimizer == "sgd":
+        return torch.optim.SGD(parameters, lr=params.learning_rate)
+    return torch.optim.Adam(parameters, lr=params.learning_rate)
 
 
 def _reference_log_probs(policy, pairs: Batch, chunk: int | None, device: str) -> torch.Tensor:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from moabench.algorithm import Algorithm, algorithms
+from moabench.algorithm import Algorithm, Paradigm, algorithms
 from moabench.errors import ConfigError, validate_params
 from moabench.preferences import validate_preference
 from moabench.records import Cost, RunConfig, RunRecord, Trajectory, provenance
@@ -36,15 +36,21 @@ def resolve_config(
     """A validated `RunConfig` with every default filled in (so its key names the whole run)."""
     algorithm_cls = algorithms.get(algorithm)
     task_cls = tasks.get(task)
-    if not algorithm_cls.supports(task_cls.paradigm):
+    task_params = dict(task_params or {})
+    if len(task_cls.paradigms) > 1 and task_params.get("paradigm") is None:
+        offered = task_cls.paradigms_for(task_params)
+        task_params["paradigm"] = default_paradigm(algorithm_cls, offered).value
+    task_instance = task_cls(**task_params)
+    if not algorithm_cls.supports(task_instance.paradigm):
+        offered = ", ".join(p.value for p in task_cls.paradigms)
         raise UnsupportedPairingError(
-            f"algorithm {algorithm!r} does not support {task_cls.paradigm.value} tasks such as "
-            f"{task!r} (it supports: {', '.join(sorted(p.value for p in algorithm_cls.paradigms))})"
+            f"algorithm {algorithm!r} does not support {task_instance.paradigm.value} training, "
+            f"which is what task {task!r} offers here (the task offers: {offered}; the algorithm "
+            f"supports: {', '.join(sorted(p.value for p in algorithm_cls.paradigms))})"
         )
     resolved_algorithm = validate_params(
         algorithm_cls.Params, algorithm_params or {}, f"algorithm {algorithm!r}"
     ).model_dump(mode="json")
-    task_instance = task_cls(**(task_params or {}))
     resolved_task = task_instance.params.model_dump(mode="json")
     n_objectives = task_instance.space.n_objectives
     weights = validate_preference(preference, n_objectives)
@@ -56,6 +62,15 @@ def resolve_config(
         preference=[float(w) for w in weights],
         seed=seed,
     )
+
+
+def default_paradigm(algorithm_cls: type[Algorithm], offered: tuple[Paradigm, ...]) -> Paradigm:
+    """The algorithm's home paradigm when the task offers it, else the first offered paradigm
+    that the algorithm supports (else the task's default, which then fails the pairing check)."""
+    home = algorithm_cls.home_paradigm
+    if home is not None and home in offered:
+        return home
+    return next((p for p in offered if algorithm_cls.supports(p)), offered[0])
 
 
 @contextmanager

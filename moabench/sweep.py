@@ -60,7 +60,7 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
     """Every run of the sweep, with validated, fully resolved configs (raises on bad input)."""
     algorithm_names = expand_names(config.algorithms, {"all": algorithms.names()})
     task_groups = {"all": tasks.names()} | {
-        paradigm.value: [t for t in tasks.names() if tasks.get(t).paradigm == paradigm]
+        paradigm.value: [t for t in tasks.names() if paradigm in tasks.get(t).paradigms]
         for paradigm in Paradigm
     }
     task_names = expand_names(config.tasks, task_groups)
@@ -70,24 +70,36 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
     for task_name in task_names:
         task_cls = tasks.get(task_name)
         task_params = config.task_params.get(task_name, {})
-        n_objectives = task_cls(**task_params).space.n_objectives
-        grid = simplex_lattice(n_objectives, config.partitions)
-        for algorithm_name in algorithm_names:
-            if not algorithms.get(algorithm_name).supports(task_cls.paradigm):
-                plan.unsupported.append((algorithm_name, task_name))
-                continue
-            for preference in grid:
-                for seed in config.seeds:
-                    plan.configs.append(
-                        resolve_config(
-                            algorithm_name,
-                            task_name,
-                            preference,
-                            seed,
-                            config.algorithm_params.get(algorithm_name, {}),
-                            task_params,
+        chosen = task_params.get("paradigm")
+        offered = (
+            [Paradigm(chosen)] if chosen is not None else list(task_cls.paradigms_for(task_params))
+        )
+        for paradigm in offered:
+            params = task_params | (
+                {"paradigm": paradigm.value} if len(task_cls.paradigms) > 1 else {}
+            )
+            grid = simplex_lattice(task_cls(**params).space.n_objectives, config.partitions)
+            for algorithm_name in algorithm_names:
+                algorithm_cls = algorithms.get(algorithm_name)
+                if not algorithm_cls.supports(paradigm):
+                    if (
+                        not any(algorithm_cls.supports(p) for p in offered)
+                        and paradigm == offered[0]
+                    ):
+                        plan.unsupported.append((algorithm_name, task_name))
+                    continue
+                for preference in grid:
+                    for seed in config.seeds:
+                        plan.configs.append(
+                            resolve_config(
+                                algorithm_name,
+                                task_name,
+                                preference,
+                                seed,
+                                config.algorithm_params.get(algorithm_name, {}),
+                                params,
+                            )
                         )
-                    )
     return plan
 
 

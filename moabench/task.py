@@ -88,11 +88,23 @@ class DivergedError(RuntimeError):
 class Task(Registrable):
     """Base class of every registered task; subclasses set the class attributes and `run`."""
 
-    paradigm: ClassVar[Paradigm]
+    #: The training settings the task offers; the first is its default.
+    paradigms: ClassVar[tuple[Paradigm, ...]]
     Params: ClassVar[type[BaseModel]]
 
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")
+
+    @classmethod
+    def paradigms_for(cls, params: dict[str, Any]) -> tuple[Paradigm, ...]:
+        """The paradigms offered with these (unvalidated) parameters; the first is the default."""
+        return cls.paradigms
+
+    @property
+    def paradigm(self) -> Paradigm:
+        """The paradigm of this configuration (the `paradigm` parameter where a task has one)."""
+        chosen = getattr(self.params, "paradigm", None)
+        return Paradigm(chosen) if chosen is not None else self.paradigms[0]
 
     @property
     def space(self) -> ObjectiveSpace:

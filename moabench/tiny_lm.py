@@ -13,7 +13,8 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -93,17 +94,19 @@ def generate_responses(
     prompts: Sequence[str],
     max_new_tokens: int,
     seed: int,
+    temperature: float = 1.0,
 ) -> list[str]:
-    """Sample one response per prompt (temperature 1) with a fixed seed; text up to <eos>."""
+    """Sample one response per prompt with a fixed seed; text up to <eos>."""
     torch.manual_seed(seed)
     tokenizer.padding_side = "left"
     encoded = tokenizer(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
-    with torch.no_grad():
+    with torch.no_grad(), diverged_sampling():
         output = model.generate(
             **encoded,
             max_new_tokens=max_new_tokens,
             do_sample=True,
             top_k=0,
+            temperature=temperature,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
@@ -115,6 +118,19 @@ def generate_responses(
         words = tokenizer.convert_ids_to_tokens(row)
         responses.append(" ".join(w for w in words if w not in SPECIAL_TOKENS))
     return responses
+
+
+@contextmanager
+def diverged_sampling() -> Iterator[None]:
+    """Sampling from a policy whose probabilities are no longer finite is a diverged run."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "probability tensor contains" not in str(error):
+            raise
+        from moabench.task import DivergedError
+
+        raise DivergedError(f"sampling failed: {error}") from None
 
 
 def reference_policy(

@@ -1,3 +1,3 @@
 """Built-in tasks: one module per task family, each registered with `@register_task`."""
 
-from moabench.tasks import analytic, safety, summarization  # noqa: F401  (registrations)
+from moabench.tasks import analytic, math, safety, summarization  # noqa: F401  (registrations)

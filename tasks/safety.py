@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from moabench.paper_scale import PaperSetup, RewardModelScorer
-from moabench.preference import PreferenceTask
+from moabench.preference import LanguageTask
 from moabench.task import ObjectiveSpace, register_task
 from moabench.tiny_lm import BOS, SEP
 
@@ -52,7 +52,7 @@ def harmlessness(prompt: str, response: str) -> float:
 
 
 @register_task("safety")
-class Safety(PreferenceTask):
+class Safety(LanguageTask):
     """Helpfulness vs harmlessness on benign and harmful requests (tiny: rule-based rewards)."""
 
     tiny_space = ObjectiveSpace(

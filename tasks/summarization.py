@@ -17,7 +17,7 @@ import numpy as np
 from pydantic import Field
 
 from moabench.paper_scale import LengthScorer, PaperSetup, RewardModelScorer
-from moabench.preference import PreferenceParams, PreferenceTask
+from moabench.preference import LanguageParams, LanguageTask
 from moabench.task import ObjectiveSpace, register_task
 from moabench.tiny_lm import BOS, SEP
 
@@ -51,12 +51,12 @@ def faithfulness(prompt: str, summary: str) -> float:
     return sum(w in source for w in words) / len(words)
 
 
-class SummarizationParams(PreferenceParams):
+class SummarizationParams(LanguageParams):
     n_objectives: Literal[2, 3] = Field(2, description="3 adds faithfulness")
 
 
 @register_task("summarization")
-class Summarization(PreferenceTask):
+class Summarization(LanguageTask):
     """Quality vs conciseness (+ faithfulness) of summaries of listed facts (tiny: rule rewards)."""
 
     Params = SummarizationParams

@@ -84,7 +84,7 @@ def test_modpo_rejects_a_zero_weight_on_its_trained_objective_and_analytic_tasks
         make_algorithm("modpo", [1.0, 0.0], trained_objective=1)
     with pytest.raises(ConfigError, match="not an objective index"):
         make_algorithm("modpo", [0.5, 0.5], trained_objective=2)
-    with pytest.raises(ConfigError, match="does not support analytic tasks"):
+    with pytest.raises(ConfigError, match="does not support analytic training"):
         resolve_config("modpo", "zdt1", [0.5, 0.5])
 
 
@@ -132,7 +132,8 @@ def test_raco_coefficients_on_a_real_dpo_batch_are_the_rule_on_its_gram_matrix()
 
 @cache
 def final_objectives(algorithm: str, task: str, preference: tuple[float, ...]) -> np.ndarray:
-    record = execute(resolve_config(algorithm, task, list(preference), seed=0))
+    params = {"paradigm": "preference"}
+    record = execute(resolve_config(algorithm, task, list(preference), 0, None, params))
     assert record.status == "ok", record.reason
     return np.array(record.objectives)
 
@@ -196,7 +197,9 @@ def test_an_unknown_scale_is_a_clear_error():
         ConfigError, match=r"'summarization' has no scale 'small' \(its scales: tiny, paper\)"
     ):
         resolve_config("ls", "summarization", [0.5, 0.5], task_params={"scale": "small"})
-    with pytest.raises(ConfigError, match="policy apply to the small and paper scales"):
+    with pytest.raises(
+        ConfigError, match="policy do not apply to preference training at scale 'tiny'"
+    ):
         resolve_config("ls", "safety", [0.5, 0.5], task_params={"policy": "gpt2"})
 
 

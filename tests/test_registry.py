@@ -58,7 +58,7 @@ def test_an_unsupported_pairing_is_a_clear_error(monkeypatch):
         paradigms = frozenset({Paradigm.ONLINE})
 
     monkeypatch.setitem(algorithms._entries, "online-only", AnalyticOnly)
-    with pytest.raises(UnsupportedPairingError, match="does not support analytic tasks"):
+    with pytest.raises(UnsupportedPairingError, match="does not support analytic training"):
         resolve_config("online-only", "zdt1", [0.5, 0.5])
 
 

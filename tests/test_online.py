@@ -1,0 +1,305 @@
+"""Online training: advantage estimators, PAMA, the hypervolume-guided multiplier, MORLHF's two
+orders, the math task, default paradigms, bad input and objective improvement."""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import pytest
+import torch
+from moabench.algorithms.dynamic_weighting import hypervolume_gain, hypervolume_multiplier
+from moabench.algorithms.pama import pama_advantage, simplex_weights_zeroing
+from moabench.tasks.math import Math, accuracy, clarity, conciseness
+
+from moabench import make_algorithm, make_task
+from moabench.advantages import advantages
+from moabench.errors import ConfigError
+from moabench.online import checked_rewards, train_online
+from moabench.runner import UnsupportedPairingError, execute, resolve_config
+
+# --- advantage estimators, by hand --------------------------------------------------------------
+
+
+def test_advantage_estimators_by_hand():
+    rewards = np.array([[[1.0], [0.0], [2.0]], [[3.0], [3.0], [3.0]]])  # 2 prompts, k = 3, m = 1
+    grpo = advantages(rewards, "grpo")
+    assert grpo[0, :, 0] == pytest.approx(np.array([0.0, -1.0, 1.0]) / (1.0 + 1e-4))
+    assert grpo[1, :, 0] == pytest.approx([0.0, 0.0, 0.0])  # equal rewards: no signal
+    rloo = advantages(rewards, "rloo")
+    assert rloo[0, :, 0] == pytest.approx([1 - 1.0, 0 - 1.5, 2 - 0.5])
+    reinforce = advantages(rewards, "reinforce")
+    assert reinforce[:, :, 0].ravel() == pytest.approx(rewards.ravel() - 2.0)
+
+
+# --- PAMA ---------------------------------------------------------------------------------------
+
+
+def test_pama_per_token_is_the_minimum_of_the_noon_advantages():
+    a = torch.tensor([[[0.5, -1.0, 2.0]], [[1.5, 0.3, 0.1]]])  # m = 2, n = 1, T = 3
+    ratios = torch.ones(1, 3)
+    assert pama_advantage(a, ratios)[0].tolist() == pytest.approx([0.5, 0.0, 0.1])
+    clipped = torch.tensor([[1.0, 1.0, 1.5]])  # ratio above 1 + eps: that token's I(A) is 0
+    assert pama_advantage(a, clipped)[0].tolist() == pytest.approx([0.5, 0.0, 0.0])
+
+
+def test_pama_closed_form_solves_the_simplex_problem():
+    """min_c (sum_i c_i v_i)^2 over the simplex, by brute force on a grid, for m = 3."""
+    rng = np.random.default_rng(0)
+    grid = [(i / 40, j / 40, 1 - (i + j) / 40) for i in range(41) for j in range(41 - i)]
+    for _ in range(50):
+        v = rng.normal(size=3)
+        best = min(np.dot(c, v) ** 2 for c in grid)
+        c = simplex_weights_zeroing(torch.as_tensor(v)).numpy()
+        assert c.sum() == pytest.approx(1) and np.all(c >= 0)
+        assert np.dot(c, v) ** 2 <= best + 1e-12
+        low, high = v.min(), v.max()  # the value is 0 projected onto [min, max]
+        assert np.dot(c, v) == pytest.approx(np.clip(0, low, high), abs=1e-12)
+
+
+def test_pama_batch_level_puts_the_weight_on_the_smallest_mean():
+    a = torch.tensor([[[1.0, 1.0]], [[0.2, 0.6]]])  # means 1.0 and 0.4: objective 1 wins
+    combined = pama_advantage(a, torch.ones(1, 2), level="batch")
+    assert combined[0].tolist() == pytest.approx([0.2, 0.6])
+    b = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
+    assert pama_advantage(b, torch.ones(1, 2)).tolist() == [[0.0, 0.0]]  # per token: min
+    assert pama_advantage(b, torch.ones(1, 2), level="batch").tolist() == [[1.0, 0.0]]
+
+
+# --- dynamic weighting, hypervolume-guided --------------------------------------------------------
+
+
+def test_hypervolume_gain_by_hand():
+    reference = np.array([0.0, 0.0])
+    assert hypervolume_gain([], np.array([1.0, 2.0]), reference) == pytest.approx(2.0)
+    gain = hypervolume_gain([np.array([1.0, 2.0])], np.array([2.0, 1.0]), reference)
+    assert gain == pytest.approx(1.0)  # union 3 minus 2
+    assert hypervolume_gain([np.array([1.0, 2.0])], np.array([0.5, 0.5]), reference) == 0.0
+    assert hypervolume_multiplier(0.0) == 0.5 and hypervolume_multiplier(10.0) == pytest.approx(2.0)
+
+
+def test_hypervolume_guided_multiplier_follows_the_observations():
+    rule = make_algorithm("dynamic-weighting", [0.5, 0.5], hypervolume_guided=True)
+    rule.observe_rewards(np.array([0.2, 0.2]))  # the reference point
+    assert rule.step_size_multiplier() == 1.0
+    rule.observe_rewards(np.array([0.4, 0.3]))  # gain 0.02
+    assert rule.step_size_multiplier() == pytest.approx(0.5 + 1.5 * np.tanh(0.02))
+    rule.observe_rewards(np.array([0.3, 0.25]))  # dominated by the buffer: gain 0
+    assert rule.step_size_multiplier() == 0.5
+    plain = make_algorithm("dynamic-weighting", [0.5, 0.5])
+    plain.observe_rewards(np.array([0.2, 0.2]))
+    plain.observe_rewards(np.array([0.4, 0.3]))
+    assert plain.step_size_multiplier() == 1.0
+
+
+def test_the_hypervolume_multiplier_acts_under_group_normalised_advantages(monkeypatch):
+    """The multiplier scales the learning rate, which GRPO's normalisation cannot cancel."""
+    learning_rates = []
+    original = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        learning_rates.append(self.param_groups[0]["lr"])
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    task = make_task("math", steps=4, advantage="grpo", n_eval_prompts=8)
+    rule = make_algorithm("dynamic-weighting", [1 / 3] * 3, hypervolume_guided=True)
+    train_online(task, rule, 0)
+    steps = learning_rates[-4:]  # (earlier entries: the reference policy's fine-tune, if run here)
+    assert steps[:2] == [1e-3, 1e-3]  # the first observation is the reference point
+    assert all(lr != 1e-3 for lr in steps[2:])
+
+
+# --- MORLHF's two orders --------------------------------------------------------------------------
+
+
+def test_morlhf_orders():
+    rewards = np.array([[1.0, 0.0], [0.0, 2.0]])
+    ls = make_algorithm("ls", [0.75, 0.25])
+    assert ls.online_reward(rewards)[:, 0] == pytest.approx([0.75, 0.5])
+    assert (
+        make_algorithm("ls", [0.75, 0.25], order="normalize-then-sum").online_reward(rewards)
+        is None
+    )
+    a = execute(resolve_config("ls", "math", [0.6, 0.2, 0.2], 0, None, {"steps": 8}))
+    b = execute(
+        resolve_config(
+            "ls", "math", [0.6, 0.2, 0.2], 0, {"order": "normalize-then-sum"}, {"steps": 8}
+        )
+    )
+    assert a.objectives != b.objectives
+    assert b.cost.gradient_evaluations == a.cost.gradient_evaluations == 8
+
+
+# --- the math task ----------------------------------------------------------------------------------
+
+
+def test_math_rules():
+    prompt = "<bos> add 3 4 <sep>"
+    worked, direct = "step 3 plus 4 answer 7", "answer 7"
+    assert accuracy(prompt, worked) == accuracy(prompt, direct) == 1.0
+    assert accuracy(prompt, "answer 6") == accuracy(prompt, "7") == 0.0  # wrong; unmarked
+    assert clarity(worked) == 1.0 and clarity(direct) == 0.5 and clarity("7") == 0.0
+    assert conciseness(direct) > conciseness(worked)  # showing steps costs length
+
+
+def test_math_reference_succeeds_sometimes_but_not_always():
+    task = make_task("math")
+    tokenizer = task.tokenizer()
+    scores = task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
+    assert 0.2 < scores[0] < 0.9, scores
+
+
+# --- default paradigms, pairings, bad input -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "task", "paradigm"),
+    [("gapo", "safety", "online"), ("pama", "safety", "online"), ("raco", "summarization", "preference"),
+     ("modpo", "safety", "preference"), ("ls", "safety", "preference"), ("dynamic-weighting", "math", None)],
+)  # fmt: skip
+def test_runs_default_to_the_algorithms_own_paradigm(algorithm, task, paradigm):
+    preference = [1 / 3] * 3 if task == "math" else [0.5, 0.5]
+    config = resolve_config(algorithm, task, preference)
+    assert config.task_params.get("paradigm") == paradigm
+
+
+def test_unsupported_pairings_are_clear_errors():
+    with pytest.raises(UnsupportedPairingError, match="'modpo' does not support online training"):
+        resolve_config("modpo", "math", [0.4, 0.3, 0.3])
+    with pytest.raises(
+        UnsupportedPairingError, match="'pama' does not support preference training"
+    ):
+        resolve_config("pama", "safety", [0.5, 0.5], task_params={"paradigm": "preference"})
+    with pytest.raises(ConfigError, match="'math' has no preference paradigm"):
+        resolve_config("ls", "math", [0.4, 0.3, 0.3], task_params={"paradigm": "preference"})
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"group_size": 1}, "grpo advantage compares the responses to one prompt, so group_size"),
+        ({"group_size": 1, "advantage": "rloo"}, "rloo advantage"),
+        (
+            {"temperature": 0},
+            "temperature 0 is greedy decoding, which gives the same response 4 times",
+        ),
+        ({"beta": 0.3}, "beta do not apply to online training"),
+    ],
+)
+def test_bad_online_configurations(params, message):
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("ls", "math", [0.4, 0.3, 0.3], task_params=params)
+
+
+def test_online_parameters_do_not_apply_to_preference_training():
+    with pytest.raises(ConfigError, match="group_size do not apply to preference training"):
+        resolve_config("ls", "safety", [0.5, 0.5], task_params={"group_size": 8})
+
+
+def test_one_response_per_prompt_works_with_reinforce():
+    record = execute(resolve_config("ls", "math", [0.4, 0.3, 0.3], 0, None,
+                                    {"group_size": 1, "advantage": "reinforce", "steps": 3}))  # fmt: skip
+    assert record.status == "ok"
+
+
+class BadRewards(Math):
+    name = "bad-rewards"
+
+    def __init__(self, kind: str, **params):
+        super().__init__(**params)
+        self.kind = kind
+
+    def rewards(self, prompts, responses):
+        good = super().rewards(prompts, responses)
+        if self.kind == "shape":
+            return good[:, :2]
+        if self.kind == "nan":
+            good[0, 1] = np.nan
+            return good
+        return [["high"] * 3 for _ in responses]
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("shape", r"rewards\(\) returned shape \(8, 2\) for 8 responses; expected \(8, 3\)"),
+        ("nan", r"NaN or infinite rewards for conciseness"),
+        ("string", r"non-numeric values"),
+    ],
+)
+def test_a_bad_reward_function_is_named_before_training(kind, message):
+    task = BadRewards(kind, steps=2, n_eval_prompts=8)
+    with pytest.raises(ConfigError, match=message):
+        train_online(task, make_algorithm("ls", [0.4, 0.3, 0.3]), 0)
+
+
+def test_checked_rewards_accepts_good_rewards():
+    task = make_task("math")
+    assert checked_rewards(task, ["<bos> add 1 2 <sep>"], ["answer 3"]).tolist() == [
+        [1.0, 0.75, 0.5]
+    ]
+
+
+def test_cli_runs_gapo_online_on_safety(cli, tmp_path):
+    result = cli("run", "--algo", "gapo", "--task", "safety", "--task-param", "steps=4",
+                 "--results-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "online" in next(tmp_path.glob("*.json")).read_text()
+
+
+# --- training improves the favoured objective -------------------------------------------------------
+
+
+@cache
+def online_objectives(algorithm: str, task: str, preference: tuple[float, ...]) -> np.ndarray:
+    params = {"paradigm": "online"} if task != "math" else {}
+    if (algorithm, task) == ("pama", "safety"):
+        # measured: under GRPO, PAMA gets no signal on tiny safety (harmlessness is constant on
+        # benign prompts, so its group-normalised advantage, hence every token's minimum, is 0,
+        # and no response beats its group on both objectives on harmful ones); a batch baseline
+        # gives the benign prompts a positive harmlessness advantage
+        params["advantage"] = "reinforce"
+    record = execute(resolve_config(algorithm, task, list(preference), 0, None, params))
+    assert record.status == "ok", record.reason
+    return np.array(record.objectives)
+
+
+@cache
+def reference_objectives(task_name: str) -> np.ndarray:
+    task = make_task(task_name)
+    tokenizer = task.tokenizer()
+    return np.array(
+        task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
+    )
+
+
+ONLINE = ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting", "upgrad", "pama"]
+PREFERENCE_FREE = {"mgda", "gapo", "cagrad", "dynamic-weighting", "pama"}
+
+
+@pytest.mark.parametrize("task", ["safety", "math"])
+@pytest.mark.parametrize("algorithm", ONLINE)
+def test_every_online_algorithm_improves_its_most_weighted_objective(algorithm, task):
+    reference = reference_objectives(task)
+    m = len(reference)
+    if algorithm in PREFERENCE_FREE:
+        assert np.any(online_objectives(algorithm, task, (1 / m,) * m) > reference + 0.02)
+        return
+    for favoured in range(m):
+        preference = tuple(0.8 if j == favoured else 0.2 / (m - 1) for j in range(m))
+        objectives = online_objectives(algorithm, task, preference)
+        assert objectives[favoured] > reference[favoured] + 0.02, (preference, objectives)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: on tiny safety, online training trades helpfulness for harmlessness instead "
+    "of improving both (gapo (0.10, 0.82) -> (0.62, 0.59); pama does not move under GRPO, since "
+    "harmlessness is constant on benign prompts and its group-normalised advantage is 0 there)",
+)
+@pytest.mark.parametrize("algorithm", ["gapo", "pama"])
+def test_gapo_and_pama_improve_both_safety_objectives(algorithm):
+    assert np.all(
+        online_objectives(algorithm, "safety", (0.5, 0.5)) > reference_objectives("safety")
+    )
