@@ -252,7 +252,9 @@ def test_cli_runs_gapo_online_on_safety(cli, tmp_path):
 
 
 @cache
-def online_objectives(algorithm: str, task: str, preference: tuple[float, ...]) -> np.ndarray:
+def online_objectives(
+    algorithm: str, task: str, preference: tuple[float, ...], seed: int = 0
+) -> np.ndarray:
     params = {"paradigm": "online"} if task != "math" else {}
     if (algorithm, task) == ("pama", "safety"):
         # measured: under GRPO, PAMA gets no signal on tiny safety (harmlessness is constant on
@@ -260,7 +262,7 @@ def online_objectives(algorithm: str, task: str, preference: tuple[float, ...]) 
         # and no response beats its group on both objectives on harmful ones); a batch baseline
         # gives the benign prompts a positive harmlessness advantage
         params["advantage"] = "reinforce"
-    record = execute(resolve_config(algorithm, task, list(preference), 0, None, params))
+    record = execute(resolve_config(algorithm, task, list(preference), seed, None, params))
     assert record.status == "ok", record.reason
     return np.array(record.objectives)
 
@@ -303,3 +305,29 @@ def test_gapo_and_pama_improve_both_safety_objectives(algorithm):
     assert np.all(
         online_objectives(algorithm, "safety", (0.5, 0.5)) > reference_objectives("safety")
     )
+
+
+# --- MORLHF against trl's GRPOTrainer ---------------------------------------------------------------
+
+
+def test_morlhf_matches_trls_grpo_trainer_within_the_seed_spread(tmp_path):
+    """Same tiny model, task, preference and settings, three seeds each: the mean final objectives
+    of moabench's `ls` and of trl's GRPOTrainer (reward_weights) differ by no more than the larger
+    seed-to-seed range of the two (plus 0.02 for three seeds' noise)."""
+    from moabench.runner import one_torch_thread
+    from moabench.trl_baselines import grpo_trainer, train_and_evaluate
+
+    preference, seeds = [0.6, 0.2, 0.2], [0, 1, 2]
+    ours = np.array([online_objectives("ls", "math", tuple(preference), seed) for seed in seeds])
+    theirs = []
+    for seed in seeds:
+        task = make_task("math")
+        torch.manual_seed(seed)
+        with one_torch_thread():
+            objectives, _ = train_and_evaluate(
+                grpo_trainer(task, preference, seed, tmp_path / str(seed)), task
+            )
+        theirs.append(objectives)
+    theirs = np.array(theirs)
+    spread = np.maximum(np.ptp(ours, axis=0), np.ptp(theirs, axis=0)) + 0.02
+    assert np.all(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)) <= spread), (ours, theirs)
