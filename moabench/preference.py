@@ -51,7 +51,7 @@ SCALE_ONLY_PARAMS = (
 )  # fmt: skip
 
 
-PREFERENCE_ONLY_PARAMS = ("beta", "n_pairs", "label_noise")
+PREFERENCE_ONLY_PARAMS = ("beta", "label_noise")
 ONLINE_ONLY_PARAMS = (
     "group_size", "prompts_per_step", "advantage", "ppo_epochs", "clip_epsilon", "kl_coef",
     "kl_in_reward", "temperature",
@@ -142,6 +142,20 @@ def bradley_terry_signs(
 
 
 @dataclass
+class PaperPieces:
+    """What both trainers take from a Hugging Face setup (`LanguageTask.paper_pieces`)."""
+
+    policy: torch.nn.Module
+    tokenizer: Any
+    device: str
+    data: PreferencePairs  # training pairs; their prompts are the online training prompts
+    scores: Callable[[list[str], list[str]], np.ndarray]  # (prompts, responses) -> (n, m)
+    formatted: Callable[[list[str]], list[str]]  # raw prompts -> what the policy reads
+    sample: Callable[[torch.nn.Module, list[str], int], list[str]]  # (model, prompts, seed)
+    evaluate: Callable[[torch.nn.Module], list[float]]
+
+
+@dataclass
 class PreferenceProblem:
     """What the trainer needs, at any scale: a policy, its pairs and an evaluation."""
 
@@ -179,9 +193,10 @@ class LanguageTask(Task):
         for names, applies in (
             (SCALE_ONLY_PARAMS, p.scale != "tiny"),
             (PREFERENCE_ONLY_PARAMS, not online),
+            (("n_pairs",), not online or p.scale != "tiny"),  # paper scale: the prompts' pairs
             (ONLINE_ONLY_PARAMS, online),
         ):
-            wrong = self._changed(names) if not applies else []
+            wrong = self._changed(names, setup.defaults if setup else {}) if not applies else []
             if wrong:
                 raise ConfigError(
                     f"task {name!r}: parameter(s) {', '.join(wrong)} do not apply to "
@@ -190,8 +205,6 @@ class LanguageTask(Task):
         if p.scale != "tiny" and setup is None:
             known = ", ".join(["tiny", *self.paper_setups])
             raise ConfigError(f"task {name!r} has no scale {p.scale!r} (its scales: {known})")
-        if online and p.scale != "tiny":
-            raise ConfigError(f"task {name!r}: online training runs at scale 'tiny' only so far")
         if online and p.group_size < 2 and p.advantage in ("grpo", "rloo"):
             raise ConfigError(
                 f"task {name!r}: the {p.advantage} advantage compares the responses to one prompt, "
@@ -205,20 +218,14 @@ class LanguageTask(Task):
             )
         self._measured_space: ObjectiveSpace | None = None
 
-    @classmethod
-    def paradigms_for(cls, params: dict[str, Any]) -> tuple[Paradigm, ...]:
-        """Online training runs at scale tiny only so far."""
-        if params.get("scale", "tiny") != "tiny":
-            return tuple(p for p in cls.paradigms if p != Paradigm.ONLINE)
-        return cls.paradigms
-
-    def _changed(self, names: tuple[str, ...]) -> list[str]:
-        """Those of `names` whose values differ from their defaults."""
+    def _changed(self, names: tuple[str, ...], scale_defaults: Mapping[str, Any]) -> list[str]:
+        """Those of `names` whose values differ from their defaults at this scale."""
         fields = type(self.params).model_fields
         return [
             n
             for n in names
-            if getattr(self.params, n) != fields[n].get_default(call_default_factory=True)
+            if getattr(self.params, n)
+            != scale_defaults.get(n, fields[n].get_default(call_default_factory=True))
         ]
 
     @property
@@ -308,7 +315,8 @@ class LanguageTask(Task):
         )
 
     # --- small / paper pipeline -------------------------------------------------------------------
-    def paper_problem(self) -> PreferenceProblem:
+    def paper_pieces(self) -> PaperPieces:
+        """The Hugging Face scales' policy (with LoRA), pairs, held-out prompts and scorers."""
         params, setup = self.params, self.paper_setups[self.params.scale]
         names = self.tiny_space.names
         device = params.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -318,11 +326,32 @@ class LanguageTask(Task):
         base, tokenizer = hub.load_causal_lm(params.policy or setup.policy)
         policy = hub.with_lora(base, params.lora_rank).to(device)
         scorers = paper_scale.scorer_functions(setup, params, names, tokenizer, device)
-        prompts = paper_scale.format_prompts(tokenizer, data.prompts, setup.prompt_template)
-        eval_texts = paper_scale.format_prompts(tokenizer, eval_prompts, setup.prompt_template)
 
-        def scores(prompts_: list[str], responses: list[str]) -> np.ndarray:
-            return np.stack([score(prompts_, responses) for score in scorers], axis=1)
+        def scores(prompts: list[str], responses: list[str]) -> np.ndarray:
+            return np.stack([score(prompts, responses) for score in scorers], axis=1)
+
+        def formatted(prompts: list[str]) -> list[str]:
+            return paper_scale.format_prompts(tokenizer, prompts, setup.prompt_template)
+
+        def sample(model, prompts: list[str], seed: int) -> list[str]:
+            return paper_scale.generate_text(
+                model, tokenizer, formatted(prompts), params.max_new_tokens, seed,
+                params.batch_size, device,
+            )  # fmt: skip
+
+        def evaluate(model) -> list[float]:
+            model.eval()
+            per_response = scores(eval_prompts, sample(model, eval_prompts, EVALUATION_SEED))
+            model.train()
+            if self._measured_space is None:  # the first evaluation is the reference policy's
+                self._measured_space = paper_scale.reference_space(names, per_response)
+            return per_response.mean(axis=0).tolist()
+
+        return PaperPieces(policy, tokenizer, device, data, scores, formatted, sample, evaluate)
+
+    def paper_problem(self) -> PreferenceProblem:
+        pieces, params = self.paper_pieces(), self.params
+        data, scores = pieces.data, pieces.scores
 
         def differences() -> torch.Tensor:
             delta = scores(data.prompts, data.responses_a) - scores(data.prompts, data.responses_b)
@@ -331,37 +360,22 @@ class LanguageTask(Task):
         signs = data.signs
         if torch.isnan(signs).any():  # objectives the dataset does not label: by their scorer
             signs = torch.where(torch.isnan(signs), torch.sign(differences()), signs)
-
-        def evaluate(model) -> list[float]:
-            model.eval()
-            responses = paper_scale.generate_text(
-                model,
-                tokenizer,
-                eval_texts,
-                params.max_new_tokens,
-                EVALUATION_SEED,
-                params.batch_size,
-                device,
-            )
-            model.train()
-            per_response = scores(eval_prompts, responses)
-            if self._measured_space is None:  # the first evaluation is the reference policy's
-                self._measured_space = paper_scale.reference_space(names, per_response)
-            return per_response.mean(axis=0).tolist()
-
         subset = (
             paper_scale.last_block_parameters if params.gram_parameters == "last-block" else None
         )
         return PreferenceProblem(
-            policy=policy,
+            policy=pieces.policy,
             pairs=make_batch(
-                tokenizer, prompts * 2, data.responses_a + data.responses_b, params.max_length
-            ),
+                pieces.tokenizer,
+                pieces.formatted(data.prompts) * 2,
+                data.responses_a + data.responses_b,
+                params.max_length,
+            ),  # fmt: skip
             signs=signs,
             reward_differences=differences,
-            evaluate=evaluate,
+            evaluate=pieces.evaluate,
             gram_subset=subset,
-            device=device,
+            device=pieces.device,
         )
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:

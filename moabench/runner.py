@@ -38,8 +38,7 @@ def resolve_config(
     task_cls = tasks.get(task)
     task_params = dict(task_params or {})
     if len(task_cls.paradigms) > 1 and task_params.get("paradigm") is None:
-        offered = task_cls.paradigms_for(task_params)
-        task_params["paradigm"] = default_paradigm(algorithm_cls, offered).value
+        task_params["paradigm"] = default_paradigm(algorithm_cls, task_cls.paradigms).value
     task_instance = task_cls(**task_params)
     if not algorithm_cls.supports(task_instance.paradigm):
         offered = ", ".join(p.value for p in task_cls.paradigms)

@@ -71,9 +71,7 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
         task_cls = tasks.get(task_name)
         task_params = config.task_params.get(task_name, {})
         chosen = task_params.get("paradigm")
-        offered = (
-            [Paradigm(chosen)] if chosen is not None else list(task_cls.paradigms_for(task_params))
-        )
+        offered = [Paradigm(chosen)] if chosen is not None else list(task_cls.paradigms)
         for paradigm in offered:
             params = task_params | (
                 {"paradigm": paradigm.value} if len(task_cls.paradigms) > 1 else {}

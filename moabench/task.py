@@ -95,11 +95,6 @@ class Task(Registrable):
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")
 
-    @classmethod
-    def paradigms_for(cls, params: dict[str, Any]) -> tuple[Paradigm, ...]:
-        """The paradigms offered with these (unvalidated) parameters; the first is the default."""
-        return cls.paradigms
-
     @property
     def paradigm(self) -> Paradigm:
         """The paradigm of this configuration (the `paradigm` parameter where a task has one)."""

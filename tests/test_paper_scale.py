@@ -240,3 +240,25 @@ def test_an_unreachable_hub_says_how_to_use_a_local_copy(local, monkeypatch):
         "model 'no-such-org/no-such-model' could not be loaded from the Hugging Face Hub" in message
     )
     assert "--task-param policy=DIR" in message and "HF_HUB_OFFLINE=1" in message
+
+
+# --- online training at the paper scale ---------------------------------------------------------
+
+ONLINE = dict(paradigm="online", steps=2, prompts_per_step=2, group_size=2, max_new_tokens=4)
+
+
+@pytest.mark.parametrize(("algorithm", "lora_rank"), [("gapo", 4), ("pama", 4), ("ls", 0)])
+def test_online_training_at_the_paper_scale(local, algorithm, lora_rank):
+    params = safety_paper(local, lora_rank=lora_rank, **ONLINE)
+    for name in ("micro_batch_size", "batch_size"):
+        params.pop(name)
+    record = execute(resolve_config(algorithm, "safety", [0.5, 0.5], 0, None, params))
+    assert record.status == "ok", record.reason
+    assert record.config.task_params["paradigm"] == "online"
+    assert record.objective_space["nadir"] == pytest.approx(record.trajectory.objectives[0])
+
+
+def test_preference_parameters_are_rejected_online_at_the_paper_scale(local):
+    params = safety_paper(local, beta=0.5, **ONLINE)
+    with pytest.raises(ConfigError, match="beta do not apply to online training at scale 'paper'"):
+        resolve_config("gapo", "safety", [0.5, 0.5], 0, None, params)
