@@ -22,7 +22,7 @@ import numpy as np
 from scipy.stats import bootstrap
 
 from moabench.algorithm import Paradigm, algorithms
-from moabench.metrics import front_metrics, nondominated
+from moabench.metrics import checkpoint_front, front_metrics, nondominated
 from moabench.records import RunRecord, load_records
 from moabench.task import ObjectiveSpace, tasks
 
@@ -40,6 +40,8 @@ COLUMNS = {  # metric -> column header, in table order
     "rank_correlation": "pref. rank corr.",
     "inner_product": "w·f",
     "expected_utility": "exp. utility",
+    "checkpoint_hypervolume": "HV over checkpoints",
+    "steps_to_front": "steps to 95% of it",
     "gradient_evaluations": "grad evals / front",
 }
 
@@ -171,6 +173,19 @@ def task_table(
             preferences = np.asarray([r.config.preference for r in front])
             for metric, value in front_metrics(points, preferences, reference).items():
                 values[metric].append(value)
+            checkpoints = [
+                (step, point)
+                for r in front
+                for step, point in zip(r.trajectory.steps, r.trajectory.objectives)
+            ]
+            hv, steps = math.nan, math.nan
+            if checkpoints:
+                hv, steps = checkpoint_front(
+                    np.array([step for step, _ in checkpoints]),
+                    space.normalize([point for _, point in checkpoints]),
+                )
+            values["checkpoint_hypervolume"].append(hv)
+            values["steps_to_front"].append(steps)
             values["gradient_evaluations"].append(
                 float(sum(r.cost.gradient_evaluations for r in front))
             )

@@ -105,6 +105,23 @@ def expected_utility(points: np.ndarray, preferences: np.ndarray) -> float:
     return float(np.mean(utilities.max(axis=1)))
 
 
+def checkpoint_front(
+    steps: np.ndarray, points: np.ndarray, fraction: float = 0.95
+) -> tuple[float, float]:
+    """Fronts over checkpoints (the dynamic-weighting paper's protocol): every evaluation point
+    along training, `points[k]` at training step `steps[k]`, from every run of one front.
+    Returns (hypervolume of all of them, the first step at which the points evaluated so far reach
+    `fraction` of that hypervolume: "steps to reach the front"); (0, nan) without points."""
+    steps, points = np.asarray(steps, dtype=np.float64), np.asarray(points, dtype=np.float64)
+    total = hypervolume(points) if len(points) else 0.0
+    if total == 0.0:
+        return total, math.nan
+    for step in np.unique(steps):
+        if hypervolume(points[steps <= step]) >= fraction * total:
+            return total, float(step)
+    return total, float(steps.max())
+
+
 #: The metrics `front_metrics` returns, in leaderboard column order, with True where higher is better.
 METRICS = {
     "hypervolume": True,

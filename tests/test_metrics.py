@@ -116,3 +116,18 @@ def test_front_metrics_of_an_empty_front():
     metrics = front_metrics(np.empty((0, 2)), np.empty((0, 2)), PF)
     assert metrics["hypervolume"] == 0.0 and metrics["n_nondominated"] == 0
     assert np.isnan(metrics["igd"]) and np.isnan(metrics["expected_utility"])
+
+
+def test_checkpoint_front_by_hand():
+    """Points in the normalised space (reference 1.1): step 0 at (1, 1) adds 0.01; step 10 at
+    (0.1, 1) adds 1.0 x 0.1; step 20 at (0.1, 0.1) dominates everything: 1.0 x 1.0 = 1."""
+    from moabench.metrics import checkpoint_front
+
+    steps = np.array([0, 10, 20])
+    points = np.array([[1.0, 1.0], [0.1, 1.0], [0.1, 0.1]])
+    total, reached = checkpoint_front(steps, points)
+    assert total == pytest.approx(1.0)
+    assert reached == 20  # 0.1 at step 10 is below 95% of 1.0
+    total, reached = checkpoint_front(steps, points, fraction=0.1)
+    assert reached == 10
+    assert checkpoint_front(np.array([0]), np.array([[2.0, 2.0]]))[1] != 0  # nothing inside: nan
