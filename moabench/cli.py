@@ -24,7 +24,7 @@ from moabench.algorithm import algorithms
 from moabench.errors import ConfigError, describe_validation_error
 from moabench.leaderboard import build_leaderboard, check_leaderboard
 from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
-from moabench.records import CorruptRecordError, load_records, write_record
+from moabench.records import CorruptRecordError, ensure_writable, load_records, write_record
 from moabench.registry import UnknownNameError
 from moabench.runner import execute, resolve_config
 from moabench.sweep import SweepConfig, plan_sweep, run_sweep
@@ -162,6 +162,7 @@ def run(
         config = resolve_config(
             algo, task, weights, seed, parse_assignments(param, "--param"), task_params
         )
+        ensure_writable(results_dir)
         record = execute(config)
         path = write_record(record, results_dir)
     if record.status != "ok":
@@ -193,7 +194,8 @@ def sweep(
     task: Annotated[
         str | None,
         typer.Option(
-            "--task", help="comma-separated tasks, 'all' or a paradigm (analytic, preference) [all]"
+            "--task",
+            help="comma-separated tasks, 'all' or a paradigm (analytic, preference, online) [all]",
         ),
     ] = None,
     seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,

@@ -82,6 +82,21 @@ def record_path(results_dir: Path, key: str) -> Path:
     return Path(results_dir) / f"{key}.json"
 
 
+def ensure_writable(results_dir: Path) -> None:
+    """Create `results_dir` if needed and check that records can be written there, before any
+    run starts; a `ConfigError` names the folder and the reason otherwise."""
+    from moabench.errors import ConfigError
+
+    try:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results_dir):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"results folder {results_dir} is not writable: {error.strerror or error}"
+        ) from None
+
+
 def write_record(record: RunRecord, results_dir: Path) -> Path:
     """Write `record` atomically as `<results_dir>/<key>.json`."""
     results_dir = Path(results_dir)

@@ -18,7 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moabench.algorithm import Paradigm, algorithms
 from moabench.preferences import simplex_lattice
-from moabench.records import Cost, RunConfig, RunRecord, finished_keys, provenance, write_record
+from moabench.records import (
+    Cost,
+    RunConfig,
+    RunRecord,
+    ensure_writable,
+    finished_keys,
+    provenance,
+    write_record,
+)
 from moabench.runner import execute, resolve_config
 from moabench.task import tasks
 
@@ -136,6 +144,7 @@ def run_sweep(
     on_record: Callable[[RunRecord], None] | None = None,
 ) -> SweepSummary:
     """Run every config whose key is not yet in `results_dir`, on `workers` processes."""
+    ensure_writable(results_dir)
     unique = list({config.key(): config for config in configs}.values())
     done = finished_keys(results_dir)
     pending = [config for config in unique if config.key() not in done]

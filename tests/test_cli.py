@@ -134,3 +134,12 @@ def test_sweep_then_leaderboard_end_to_end(cli, tmp_path):
     (board / "LEADERBOARD.md").write_text(text.replace("raco", "racoon"))
     stale = cli("leaderboard", "--results-dir", str(results), "--out", str(board), "--check")
     assert stale.exit_code == 1 and "stale" in stale.output
+
+
+def test_an_unwritable_results_folder_fails_before_running(cli, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    for command in (["run", "--algo", "ls", "--task", "zdt1"], ["sweep", "--task", "zdt1"]):
+        result = cli(*command, "--results-dir", str(blocker / "results"))
+        assert result.exit_code == 2
+        assert f"results folder {blocker / 'results'} is not writable" in result.output
