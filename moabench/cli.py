@@ -24,7 +24,13 @@ from moabench.algorithm import algorithms
 from moabench.errors import ConfigError, describe_validation_error
 from moabench.leaderboard import build_leaderboard, check_leaderboard
 from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
-from moabench.records import CorruptRecordError, ensure_writable, load_records, write_record
+from moabench.records import (
+    CorruptRecordError,
+    compare_records,
+    ensure_writable,
+    load_records,
+    write_record,
+)
 from moabench.registry import UnknownNameError
 from moabench.runner import execute, resolve_config
 from moabench.sweep import SweepConfig, plan_sweep, run_sweep
@@ -302,6 +308,34 @@ def leaderboard(
     console.print(
         f"wrote {out / 'LEADERBOARD.md'} ({len(result.tables)} task tables) and plots in {out / 'plots'}",
         highlight=False,
+    )
+
+
+@app.command()
+def reproduce(
+    results_dir: Annotated[Path, typer.Option(help="the re-run records")],
+    reference: Annotated[Path, typer.Option(help="the committed records")] = Path(
+        "leaderboard/results"
+    ),
+    tolerance: Annotated[float, typer.Option(help="largest allowed objective difference")] = 1e-6,
+) -> None:
+    """Check that re-run records reproduce the committed ones (same keys); exit 1 listing what
+    differs: a stale record or a nondeterministic run."""
+    with user_errors():
+        for folder in (results_dir, reference):
+            if not folder.is_dir():
+                raise UsageError(f"{folder}: no such folder")
+        differences = compare_records(results_dir, reference, tolerance)
+        checked = len(load_records(results_dir).records)
+    if differences:
+        console.print(
+            f"{len(differences)} of {checked} re-run records differ from {reference}:",
+            highlight=False,
+        )
+        console.print("\n".join(differences), highlight=False, markup=False)
+        raise typer.Exit(1)
+    console.print(
+        f"{checked} re-run records match {reference} (tolerance {tolerance:g})", highlight=False
     )
 
 

@@ -18,6 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from moabench.errors import describe_validation_error
@@ -153,6 +154,35 @@ def load_records(results_dir: Path) -> LoadedRecords:
         except CorruptRecordError as error:
             skipped.append((path, str(error)))
     return LoadedRecords(sorted(records, key=lambda r: r.key), skipped)
+
+
+def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> list[str]:
+    """Differences between re-run records and the records of the same keys in `reference_dir`
+    (status, reason, objectives and trajectory within `tolerance`); one line each, [] if none."""
+    reference = {r.key: r for r in load_records(reference_dir).records}
+    differences = []
+    for rerun in load_records(rerun_dir).records:
+        label = f"{rerun.key} ({rerun.config.algorithm} on {rerun.config.task}, seed {rerun.config.seed})"
+        committed = reference.get(rerun.key)
+        if committed is None:
+            differences.append(f"{label}: not in {reference_dir}")
+        elif (rerun.status, rerun.reason) != (committed.status, committed.reason):
+            differences.append(
+                f"{label}: {rerun.status} {rerun.reason!r}, committed {committed.status} {committed.reason!r}"
+            )
+        elif rerun.status == "ok":
+            pairs = [(rerun.objectives, committed.objectives)] + list(
+                zip(rerun.trajectory.objectives, committed.trajectory.objectives)
+            )
+            gap = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in pairs)
+            if (
+                len(rerun.trajectory.objectives) != len(committed.trajectory.objectives)
+                or gap > tolerance
+            ):
+                differences.append(
+                    f"{label}: objectives {rerun.objectives}, committed {committed.objectives} (largest difference {gap:.3g})"
+                )
+    return differences
 
 
 def finished_keys(results_dir: Path) -> set[str]:

@@ -143,3 +143,21 @@ def test_an_unwritable_results_folder_fails_before_running(cli, tmp_path):
         result = cli(*command, "--results-dir", str(blocker / "results"))
         assert result.exit_code == 2
         assert f"results folder {blocker / 'results'} is not writable" in result.output
+
+
+def test_reproduce_accepts_a_rerun_and_names_a_changed_record(cli, tmp_path):
+    committed, rerun = tmp_path / "committed", tmp_path / "rerun"
+    for folder in (committed, rerun):
+        result = cli("sweep", "--algo", "ls,mgda", "--task", "zdt1", "--seeds", "0",
+                     "--partitions", "2", "--results-dir", str(folder))  # fmt: skip
+        assert result.exit_code == 0, result.output
+    ok = cli("reproduce", "--results-dir", str(rerun), "--reference", str(committed))
+    assert ok.exit_code == 0 and "6 re-run records match" in ok.output
+
+    path = next(committed.glob("*.json"))
+    data = json.loads(path.read_text())
+    data["objectives"][0] += 1e-3  # a stale or nondeterministic record
+    path.write_text(json.dumps(data))
+    stale = cli("reproduce", "--results-dir", str(rerun), "--reference", str(committed))
+    assert stale.exit_code == 1
+    assert "1 of 6 re-run records differ" in stale.output and path.stem in stale.output
