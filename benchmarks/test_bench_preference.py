@@ -18,6 +18,7 @@ TRAINING_SECONDS: dict[tuple[int, str], float] = {}
 @pytest.mark.parametrize("algorithm", ["ls", "modpo", "mgda", "raco", "upgrad"])
 @pytest.mark.parametrize("task", ["safety", "summarization"])
 def test_tiny_preference_run(benchmark, algorithm, task):
+    """One whole run (sampling pairs, 40 steps, 5 evaluations); target: under 2 minutes."""
     config = resolve_config(algorithm, task, [0.5, 0.5], task_params={"steps": 40})
     execute(config)  # the reference policy is trained and cached outside the timing
     benchmark.group = task
@@ -50,3 +51,16 @@ def test_training_step_cost_against_ls(benchmark, algorithm, m):
         ratio = TRAINING_SECONDS[(m, algorithm)] / TRAINING_SECONDS[(m, "ls")]
         benchmark.extra_info["ratio_to_ls"] = ratio
         print(f"\n{algorithm} / ls at m = {m}: {ratio:.2f}")
+
+
+@pytest.mark.parametrize("algorithm", ["ls", "gapo", "pama", "dynamic-weighting"])
+@pytest.mark.parametrize("task", ["safety", "math"])
+def test_tiny_online_run(benchmark, algorithm, task):
+    """One whole online run at the default 80 steps; target: under 3 minutes."""
+    preference = [0.4, 0.3, 0.3] if task == "math" else [0.5, 0.5]
+    params = {"paradigm": "online"} if task == "safety" else {}
+    config = resolve_config(algorithm, task, preference, task_params=params)
+    make_task(task).reference(make_task(task).tokenizer())  # cached outside the timing
+    benchmark.group = f"online {task}"
+    record = benchmark.pedantic(execute, args=(config,), rounds=1, iterations=1)
+    assert record.status == "ok"

@@ -46,3 +46,36 @@ def test_preference_sweep_of_issue_3(benchmark, tmp_path_factory):
         iterations=1,
     )
     assert summary.ok == summary.total == 50
+
+
+def test_online_sweep_of_issue_4(benchmark, tmp_path_factory):
+    """Every online algorithm x {safety, summarization, math} x 5 preferences x 1 seed on 2
+    workers (target: under 30 minutes on this machine); reference policies cached beforehand."""
+    online = [
+        "ls",
+        "mgda",
+        "gapo",
+        "p-gapo",
+        "cagrad",
+        "raco",
+        "dynamic-weighting",
+        "upgrad",
+        "pama",
+    ]
+    sweep = SweepConfig(
+        algorithms=online,
+        tasks=["safety", "summarization", "math"],
+        seeds=[0],
+        partitions=4,
+        task_params={"safety": {"paradigm": "online"}, "summarization": {"paradigm": "online"}},
+    )
+    plan = plan_sweep(sweep)
+    assert len(plan.configs) == 9 * (5 + 5 + 15)  # m = 3: the 4-partition lattice has 15 points
+    for task in ("safety", "summarization", "math"):
+        make_task(task).reference(make_task(task).tokenizer())
+    summary = benchmark.pedantic(
+        lambda: run_sweep(plan.configs, tmp_path_factory.mktemp("online") / "results", workers=2),
+        rounds=1,
+        iterations=1,
+    )
+    assert summary.ok == summary.total
