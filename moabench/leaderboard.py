@@ -24,6 +24,7 @@ from scipy.stats import bootstrap
 from moabench.algorithm import Paradigm, algorithms
 from moabench.metrics import checkpoint_front, front_metrics, nondominated
 from moabench.records import RunRecord, load_records
+from moabench.site import write_site
 from moabench.task import ObjectiveSpace, tasks
 
 ReferenceFront = Callable[[str, dict[str, Any]], "np.ndarray | None"]
@@ -88,6 +89,7 @@ class Row:
     runs: int = 0
     failed: list[RunRecord] = field(default_factory=list)
     supported: bool = True
+    config: dict[str, Any] = field(default_factory=dict)  # the algorithm's resolved parameters
 
 
 @dataclass
@@ -161,7 +163,12 @@ def task_table(
 
     rows, points_by_algorithm = [], {}
     for name, group in sorted(by_algorithm.items()):
-        row = Row(algorithm=name, runs=len(group), failed=[r for r in group if r.status != "ok"])
+        row = Row(
+            algorithm=name,
+            runs=len(group),
+            failed=[r for r in group if r.status != "ok"],
+            config={"algorithm": group[0].config.algorithm} | group[0].config.algorithm_params,
+        )
         per_seed: dict[int, list[RunRecord]] = defaultdict(list)
         for record in group:
             if record.status == "ok":
@@ -201,7 +208,7 @@ def task_table(
     paradigm = first.paradigm
     for name in algorithms.names():  # algorithms that cannot run on this task show as n/a
         if not algorithms.get(name).supports(Paradigm(paradigm)):
-            rows.append(Row(algorithm=name, supported=False))
+            rows.append(Row(algorithm=name, supported=False, config={"algorithm": name}))
     rows.sort(key=_rank_key)
     table = TaskTable(label, first.config.task, paradigm, space, rows, kind, plot_name)
     return table, points_by_algorithm
@@ -219,7 +226,8 @@ def build_leaderboard(
     reference_front: ReferenceFront = default_reference_front,
     plots: bool = True,
 ) -> LeaderboardResult:
-    """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md` and `out_dir/plots/`."""
+    """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md`, the web page
+    `out_dir/site/index.html` and the front plots `out_dir/plots/`."""
     loaded = load_records(results_dir)
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for record in loaded.records:
@@ -245,6 +253,7 @@ def build_leaderboard(
             )
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "LEADERBOARD.md").write_text(render_markdown(tables))
+    write_site(tables, out_dir)
     return LeaderboardResult(tables, loaded.skipped)
 
 
