@@ -90,6 +90,11 @@ def parse_numbers(text: str, option: str, kind: type = float) -> list[Any]:
         raise UsageError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
 
 
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 class Listing(str, Enum):
     algorithms = "algorithms"
     tasks = "tasks"
@@ -211,10 +216,19 @@ def sweep(
     config: Annotated[
         Path | None, typer.Option(help="a JSON sweep file; command-line options override it")
     ] = None,
-    workers: Annotated[int, typer.Option(min=1, help="local worker processes")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, help="local worker processes (Ray: CPUs of a local instance)")
+    ] = 1,
     results_dir: Annotated[Path, typer.Option(help="where run records are written")] = Path(
         "results"
     ),
+    executor: Annotated[
+        Executor, typer.Option(help="local processes, or Ray tasks (pip install 'moabench[ray]')")
+    ] = Executor.local,
+    address: Annotated[
+        str | None, typer.Option(help="Ray: the cluster's address [a new local instance]")
+    ] = None,
+    gpus_per_run: Annotated[float, typer.Option(min=0, help="Ray: GPUs each run requests")] = 0.0,
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
@@ -244,6 +258,9 @@ def sweep(
                 results_dir,
                 workers=workers,
                 on_record=lambda record: progress.advance(bar),
+                executor=executor.value,
+                ray_address=address,
+                gpus_per_run=gpus_per_run,
             )
             progress.advance(bar, summary.already_done)
     console.print(

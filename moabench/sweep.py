@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -114,19 +114,23 @@ def run_and_record(config: RunConfig, results_dir: Path) -> RunRecord:
     try:
         record = execute(config)
     except Exception as error:  # noqa: BLE001 - the sweep goes on; the record keeps the reason
-        task = tasks.get(config.task)(**config.task_params)
-        record = RunRecord(
-            key=config.key(),
-            config=config,
-            paradigm=task.paradigm.value,
-            status="failed",
-            reason=f"error: {type(error).__name__}: {error}",
-            objective_space=task.space.to_record(),
-            cost=Cost(),
-            provenance=provenance(),
-        )
+        record = failed_record(config, f"error: {type(error).__name__}: {error}")
     write_record(record, results_dir)
     return record
+
+
+def failed_record(config: RunConfig, reason: str) -> RunRecord:
+    task = tasks.get(config.task)(**config.task_params)
+    return RunRecord(
+        key=config.key(),
+        config=config,
+        paradigm=task.paradigm.value,
+        status="failed",
+        reason=reason,
+        objective_space=task.space.to_record(),
+        cost=Cost(),
+        provenance=provenance(),
+    )
 
 
 @dataclass
@@ -142,8 +146,12 @@ def run_sweep(
     results_dir: Path,
     workers: int = 1,
     on_record: Callable[[RunRecord], None] | None = None,
+    executor: Literal["local", "ray"] = "local",
+    ray_address: str | None = None,
+    gpus_per_run: float = 0.0,
 ) -> SweepSummary:
-    """Run every config whose key is not yet in `results_dir`, on `workers` processes."""
+    """Run every config whose key is not yet in `results_dir`: on `workers` local processes, or
+    as Ray tasks (`executor="ray"`, on `ray_address` or a local instance of `workers` CPUs)."""
     ensure_writable(results_dir)
     unique = list({config.key(): config for config in configs}.values())
     done = finished_keys(results_dir)
@@ -158,6 +166,11 @@ def run_sweep(
         if on_record is not None:
             on_record(record)
 
+    if executor == "ray":
+        from moabench.ray_executor import run_on_ray
+
+        run_on_ray(pending, results_dir, collect, ray_address, workers, gpus_per_run)
+        return summary
     if workers <= 1 or len(pending) <= 1:
         for config in pending:
             collect(run_and_record(config, results_dir))
