@@ -3,6 +3,11 @@ divergence path (a run recorded as failed, the sweep going on)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -43,3 +48,36 @@ def isolated_cache(tmp_path_factory):
         os.environ.pop("MOABENCH_CACHE", None)
     else:
         os.environ["MOABENCH_CACHE"] = previous
+
+
+@pytest.fixture(scope="session")
+def reference_scores():
+    """`reference_scores(task_name)`: the reference policy's mean objectives on the task's
+    evaluation prompts (cached for the session)."""
+    from moabench import make_task
+
+    @cache
+    def scores(task_name: str) -> np.ndarray:
+        task = make_task(task_name)
+        tokenizer = task.tokenizer()
+        policy = task.reference(tokenizer)
+        return np.array(task.evaluate_policy(policy, tokenizer, task.evaluation_prompts()))
+
+    return scores
+
+
+@pytest.fixture
+def install_plugin(tmp_path):
+    """`install_plugin(folder)`: pip-install a test plugin package (its entry points included)
+    into a fresh folder and return that folder, to put on PYTHONPATH."""
+
+    def install(package: Path) -> Path:
+        site = tmp_path / f"site-{package.name}"
+        subprocess.run(
+            [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+             "--no-build-isolation", "--target", str(site), str(package)],
+            check=True,
+        )  # fmt: skip
+        return site
+
+    return install

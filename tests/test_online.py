@@ -267,23 +267,16 @@ def online_objectives(
     return np.array(record.objectives)
 
 
-@cache
-def reference_objectives(task_name: str) -> np.ndarray:
-    task = make_task(task_name)
-    tokenizer = task.tokenizer()
-    return np.array(
-        task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
-    )
-
-
 ONLINE = ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting", "upgrad", "pama"]
 PREFERENCE_FREE = {"mgda", "gapo", "cagrad", "dynamic-weighting", "pama"}
 
 
 @pytest.mark.parametrize("task", ["safety", "math"])
 @pytest.mark.parametrize("algorithm", ONLINE)
-def test_every_online_algorithm_improves_its_most_weighted_objective(algorithm, task):
-    reference = reference_objectives(task)
+def test_every_online_algorithm_improves_its_most_weighted_objective(
+    algorithm, task, reference_scores
+):
+    reference = reference_scores(task)
     m = len(reference)
     if algorithm in PREFERENCE_FREE:
         assert np.any(online_objectives(algorithm, task, (1 / m,) * m) > reference + 0.02)
@@ -301,10 +294,8 @@ def test_every_online_algorithm_improves_its_most_weighted_objective(algorithm, 
     "harmlessness is constant on benign prompts and its group-normalised advantage is 0 there)",
 )
 @pytest.mark.parametrize("algorithm", ["gapo", "pama"])
-def test_gapo_and_pama_improve_both_safety_objectives(algorithm):
-    assert np.all(
-        online_objectives(algorithm, "safety", (0.5, 0.5)) > reference_objectives("safety")
-    )
+def test_gapo_and_pama_improve_both_safety_objectives(algorithm, reference_scores):
+    assert np.all(online_objectives(algorithm, "safety", (0.5, 0.5)) > reference_scores("safety"))
 
 
 # --- MORLHF against trl's GRPOTrainer ---------------------------------------------------------------

@@ -33,15 +33,10 @@ def test_a_ray_sweep_writes_the_local_executors_records_and_resumes(tmp_path):
     assert again.already_done == 6 and again.ok == 0
 
 
-def test_a_dead_worker_is_retried_or_recorded_as_failed(tmp_path):
+def test_a_dead_worker_is_retried_or_recorded_as_failed(tmp_path, install_plugin):
     """`crash` (a test plugin) kills its worker: once (then the retry succeeds) or always (then
     the run is recorded as failed); the sweep goes on, and no record is lost or duplicated."""
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(PLUGIN)],
-        check=True,
-    )  # fmt: skip
+    site = install_plugin(PLUGIN)
     script = """
 import sys
 from moabench.records import load_records

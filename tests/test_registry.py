@@ -62,14 +62,9 @@ def test_an_unsupported_pairing_is_a_clear_error(monkeypatch):
         resolve_config("online-only", "zdt1", [0.5, 0.5])
 
 
-def test_a_third_party_plugin_works_in_every_command(tmp_path):
+def test_a_third_party_plugin_works_in_every_command(tmp_path, install_plugin):
     """Install the example plugin package (entry points) and use it through the CLI."""
-    site = tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(site), str(PLUGIN)],
-        check=True,
-    )  # fmt: skip
+    site = install_plugin(PLUGIN)
     env = os.environ | {"PYTHONPATH": str(site)}
     moabench = [sys.executable, "-m", "moabench"]
 
