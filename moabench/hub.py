@@ -86,16 +86,31 @@ def load_tokenizer(name: str, parameter: str) -> PreTrainedTokenizerBase:
 def load_sequence_classifier(
     name: str, parameter: str
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A reward model or classifier (`AutoModelForSequenceClassification`), in eval mode. A
-    checkpoint whose classification head is missing (so transformers would initialise it at
-    random, e.g. a custom score head) is a `ConfigError`, never a silently random reward."""
-    from transformers import AutoModelForSequenceClassification
+    """A reward model or classifier (`AutoModelForSequenceClassification`, or a safe-rlhf
+    `...ForScore` model such as beaver's), in eval mode. A checkpoint whose head is missing (so
+    transformers would initialise it at random) is a `ConfigError`, never a silently random
+    reward."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
+    config = load_or_explain(
+        "reward model", name, parameter, lambda: AutoConfig.from_pretrained(name)
+    )
+    options: dict[str, Any] = {}
+    if any(a.endswith("ForScore") for a in config.architectures or []):
+        # safe-rlhf's score models (beaver-7b-v1.0-reward / -cost): the backbone plus a linear
+        # `score_head` read at the last non-padding token, which is what transformers'
+        # ...ForSequenceClassification computes with its `score` layer.
+        options = {
+            "key_mapping": {r"^score_head": "score"},
+            "num_labels": getattr(config, "score_dim", 1),
+        }
     model, info = load_or_explain(
         "reward model",
         name,
         parameter,
-        lambda: AutoModelForSequenceClassification.from_pretrained(name, output_loading_info=True),
+        lambda: AutoModelForSequenceClassification.from_pretrained(
+            name, output_loading_info=True, **options
+        ),
     )
     if info["missing_keys"]:
         raise ConfigError(

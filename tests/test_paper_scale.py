@@ -262,3 +262,42 @@ def test_preference_parameters_are_rejected_online_at_the_paper_scale(local):
     params = safety_paper(local, beta=0.5, **ONLINE)
     with pytest.raises(ConfigError, match="beta do not apply to online training at scale 'paper'"):
         resolve_config("gapo", "safety", [0.5, 0.5], 0, None, params)
+
+
+def test_a_safe_rlhf_score_model_loads_as_beaver_does(tmp_path):
+    """beaver-7b-v1.0-reward/-cost are safe-rlhf `LlamaForScore` checkpoints: a Llama backbone and
+    a `score_head` read at the last token. A tiny one, saved the same way, must give the score of
+    its head at the last non-padding token, not a randomly initialised head."""
+    import json as json_
+
+    from safetensors.torch import load_file, save_file
+    from transformers import LlamaConfig, LlamaForSequenceClassification
+
+    from moabench.hub import load_sequence_classifier
+
+    tokenizer = build_tokenizer(WORDS)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+        num_attention_heads=2, num_key_value_heads=2, num_labels=1,
+        pad_token_id=tokenizer.pad_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    original = LlamaForSequenceClassification(config).eval()
+    original.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    weights = load_file(tmp_path / "model.safetensors")
+    weights["score_head.weight"] = weights.pop("score.weight")  # safe-rlhf's names
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    saved = json_.loads((tmp_path / "config.json").read_text())
+    saved.update(architectures=["LlamaForScore"], score_dim=1, bias=False)
+    (tmp_path / "config.json").write_text(json_.dumps(saved))
+
+    model, _ = load_sequence_classifier(str(tmp_path), "reward_models.helpfulness")
+    batch = tokenizer(["how to bake first then", "sorry"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        assert torch.allclose(model(**batch).logits, original(**batch).logits, atol=1e-6)
+
+    weights.pop("score_head.weight")  # no head at all: refused, never random
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ConfigError, match="lacks weights for"):
+        load_sequence_classifier(str(tmp_path), "reward_models.helpfulness")
