@@ -94,6 +94,7 @@ class OnlineProblem:
     rewards: Callable[[list[str], list[str]], np.ndarray]  # checked, (n, m)
     evaluate: Callable[[], list[float]]
     device: str = "cpu"
+    capabilities: Callable[[torch.nn.Module], dict[str, float]] | None = None
 
 
 def tiny_online_problem(task: LanguageTask) -> OnlineProblem:
@@ -161,6 +162,7 @@ def paper_online_problem(task: LanguageTask) -> OnlineProblem:
         ),
         evaluate=lambda: pieces.evaluate(policy),
         device=pieces.device,
+        capabilities=pieces.capabilities,
     )
 
 
@@ -248,6 +250,8 @@ def train_online(task: LanguageTask, algorithm: Algorithm, seed: int) -> RunOutp
         algorithm.observe_rewards(rewards.mean(axis=0))
 
     output.objectives = problem.evaluate()
+    if problem.capabilities is not None:
+        output.capabilities = problem.capabilities(policy)
     output.trajectory.append(output.objectives)
     output.trajectory_steps.append(params.steps)
     weights = algorithm.weight_trajectory_point()

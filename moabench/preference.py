@@ -47,7 +47,7 @@ EVALUATIONS_ALONG_TRAINING = 4
 
 SCALE_ONLY_PARAMS = (
     "policy", "dataset", "reward_models", "lora_rank", "max_length", "max_new_tokens",
-    "device",
+    "device", "lm_eval_tasks", "lm_eval_include_path", "lm_eval_limit",
 )  # fmt: skip
 
 
@@ -116,6 +116,13 @@ class LanguageParams(TaskParams):
     device: str | None = Field(
         None, description="small/paper: torch device (None: cuda if available)"
     )
+    lm_eval_tasks: list[str] = Field(
+        default_factory=list, description="small/paper: lm-eval tasks run on the trained policy"
+    )
+    lm_eval_include_path: str | None = Field(None, description="small/paper: custom lm-eval tasks")
+    lm_eval_limit: int | None = Field(
+        None, ge=1, description="small/paper: lm-eval examples per task"
+    )
 
     @model_validator(mode="after")
     def _micro_batches_divide_the_batch(self) -> LanguageParams:
@@ -153,6 +160,7 @@ class PaperPieces:
     formatted: Callable[[list[str]], list[str]]  # raw prompts -> what the policy reads
     sample: Callable[[torch.nn.Module, list[str], int], list[str]]  # (model, prompts, seed)
     evaluate: Callable[[torch.nn.Module], list[float]]
+    capabilities: Callable[[torch.nn.Module], dict[str, float]]  # lm-eval on the trained policy
 
 
 @dataclass
@@ -170,6 +178,7 @@ class PreferenceProblem:
     #: cut each batch to its longest row (the tiny scale keeps its fixed width, so that its
     #: recorded results do not move)
     trim_padding: bool = True
+    capabilities: Callable[[torch.nn.Module], dict[str, float]] | None = None
 
 
 class LanguageTask(Task):
@@ -347,7 +356,19 @@ class LanguageTask(Task):
                 self._measured_space = paper_scale.reference_space(names, per_response)
             return per_response.mean(axis=0).tolist()
 
-        return PaperPieces(policy, tokenizer, device, data, scores, formatted, sample, evaluate)
+        def capabilities(model) -> dict[str, float]:
+            if not params.lm_eval_tasks:
+                return {}
+            from moabench.capabilities import capability_scores
+
+            return capability_scores(
+                model, tokenizer, params.lm_eval_tasks, params.lm_eval_include_path,
+                params.lm_eval_limit, params.batch_size,
+            )  # fmt: skip
+
+        return PaperPieces(
+            policy, tokenizer, device, data, scores, formatted, sample, evaluate, capabilities
+        )
 
     def paper_problem(self) -> PreferenceProblem:
         pieces, params = self.paper_pieces(), self.params
@@ -376,6 +397,7 @@ class LanguageTask(Task):
             evaluate=pieces.evaluate,
             gram_subset=subset,
             device=pieces.device,
+            capabilities=pieces.capabilities,
         )
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
@@ -456,6 +478,8 @@ def train_preference(
             output.weight_trajectory.append(weights)
 
     output.objectives = problem.evaluate(policy)
+    if problem.capabilities is not None:
+        output.capabilities = problem.capabilities(policy)
     output.trajectory.append(output.objectives)
     output.trajectory_steps.append(params.steps)
     output.steps = params.steps

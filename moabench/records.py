@@ -71,6 +71,7 @@ class RunRecord(BaseModel):
     objectives: list[float] | None = None
     objective_space: dict[str, Any]
     trajectory: Trajectory = Field(default_factory=Trajectory)
+    capabilities: dict[str, float] = Field(default_factory=dict)  # lm-eval: "<task>/<metric>"
     cost: Cost = Field(default_factory=Cost)
     provenance: dict[str, Any] = Field(default_factory=dict)
 

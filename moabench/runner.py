@@ -121,6 +121,7 @@ def execute(config: RunConfig) -> RunRecord:
             objectives=output.trajectory,
             weights=output.weight_trajectory,
         ),
+        capabilities=output.capabilities,
         cost=Cost(
             wall_time_s=wall_time,
             steps=output.steps,

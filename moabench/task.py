@@ -79,6 +79,8 @@ class RunOutput:
     weight_trajectory: list[list[float]] = field(default_factory=list)
     steps: int = 0
     gradient_evaluations: int = 0
+    #: lm-eval scores of the trained policy ("<task>/<metric>"), where capability tasks were asked
+    capabilities: dict[str, float] = field(default_factory=dict)
 
 
 class DivergedError(RuntimeError):
