@@ -44,6 +44,8 @@ COLUMNS = {  # metric -> column header, in table order
     "checkpoint_hypervolume": "HV over checkpoints",
     "steps_to_front": "steps to 95% of it",
     "gradient_evaluations": "grad evals / front",
+    "hypervolume_per_kilo_evaluation": "HV per 1k grad evals",
+    "wall_time": "wall time / front (s)",
 }
 
 
@@ -193,9 +195,12 @@ def task_table(
                 )
             values["checkpoint_hypervolume"].append(hv)
             values["steps_to_front"].append(steps)
-            values["gradient_evaluations"].append(
-                float(sum(r.cost.gradient_evaluations for r in front))
+            evaluations = float(sum(r.cost.gradient_evaluations for r in front))
+            values["gradient_evaluations"].append(evaluations)
+            values["hypervolume_per_kilo_evaluation"].append(
+                1000 * values["hypervolume"][-1] / evaluations if evaluations else math.nan
             )
+            values["wall_time"].append(float(sum(r.cost.wall_time_s for r in front)))
         row.seeds = len(per_seed)
         row.summary = {metric: mean_interval(values[metric]) for metric in COLUMNS}
         rows.append(row)
@@ -266,7 +271,9 @@ def render_markdown(tables: list[TaskTable]) -> str:
         "point 1.1 per objective). Cells: mean over seeds [95% percentile-bootstrap interval].",
         "`≈` marks an algorithm whose hypervolume interval overlaps the leader's (not ranked apart).",
         "IGD, IGD+ and GD are against the exact front where the task has one, otherwise against the",
-        "union of every algorithm's non-dominated points. Wall time is in the records, not here.",
+        "union of every algorithm's non-dominated points. Costs are per front (all preferences of",
+        "one seed): gradient evaluations, hypervolume per 1,000 of them, and wall time as recorded",
+        "on the machine that ran the records (see their provenance).",
         "",
     ]
     for table in tables:

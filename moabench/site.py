@@ -27,6 +27,8 @@ SITE_COLUMNS = {  # metric -> header; lower is better where False
     "checkpoint_hypervolume": ("HV over checkpoints", True),
     "steps_to_front": ("steps to 95% of it", False),
     "gradient_evaluations": ("grad evals / front", False),
+    "hypervolume_per_kilo_evaluation": ("HV per 1k grad evals", True),
+    "wall_time": ("wall time / front (s)", False),
 }
 
 STYLE = """

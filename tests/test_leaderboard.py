@@ -5,7 +5,7 @@ import pytest
 
 from moabench.algorithm import GramRule, Paradigm, algorithms
 from moabench.leaderboard import build_leaderboard, check_leaderboard, mean_interval
-from moabench.records import RunConfig, RunRecord, write_record
+from moabench.records import RunConfig, RunRecord, load_records, write_record
 
 SPACE = {
     "names": ["f1", "f2"],
@@ -130,3 +130,29 @@ def test_check_reports_a_stale_leaderboard(results, tmp_path):
     (board / "LEADERBOARD.md").write_text("# edited by hand\n")
     differences = check_leaderboard(results, board)
     assert any(line.startswith("-# edited by hand") for line in differences)
+
+
+def test_cost_columns_by_hand(tmp_path):
+    from moabench.leaderboard import task_table
+    from moabench.sweep import SweepConfig, plan_sweep, run_sweep
+
+    plan = plan_sweep(
+        SweepConfig(algorithms=["ls", "mgda"], tasks=["zdt1"], seeds=[0], partitions=2)
+    )
+    run_sweep(plan.configs, tmp_path)
+    records = load_records(tmp_path).records
+    table, _ = task_table("zdt1", records, lambda task, params: None, "plot.png")
+    for row in table.rows:
+        if not row.supported:
+            continue
+        ours = [r for r in records if r.config.algorithm == row.algorithm]
+        evaluations = sum(
+            r.cost.gradient_evaluations for r in ours
+        )  # 3 runs x 100 steps x (1 or 2)
+        assert evaluations == 300 * (1 if row.algorithm == "ls" else 2)
+        assert row.summary["gradient_evaluations"].mean == evaluations
+        hv = row.summary["hypervolume"].mean
+        assert row.summary["hypervolume_per_kilo_evaluation"].mean == pytest.approx(
+            1000 * hv / evaluations
+        )
+        assert row.summary["wall_time"].mean == pytest.approx(sum(r.cost.wall_time_s for r in ours))
