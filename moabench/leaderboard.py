@@ -111,6 +111,12 @@ class LeaderboardResult:
     skipped: list[tuple[Path, str]]
 
 
+def device_class(record: RunRecord) -> str:
+    """ "cpu", or the GPUs a record ran on: results from different devices get separate tables."""
+    gpus = record.provenance.get("hardware", {}).get("gpus") or []
+    return "+".join(sorted(str(g) for g in gpus)) or "cpu"
+
+
 def _canonical(params: dict[str, Any]) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
@@ -236,19 +242,23 @@ def build_leaderboard(
     loaded = load_records(results_dir)
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for record in loaded.records:
-        groups[(record.config.task, _canonical(record.config.task_params))].append(record)
+        params = record.config.task_params | {"device": device_class(record)}
+        groups[(record.config.task, _canonical(params))].append(record)
 
     from moabench.plots import plot_fronts  # matplotlib: loaded only when a leaderboard is drawn
 
     out_dir = Path(out_dir)
     tables = []
     for (task, params), records in sorted(groups.items()):
-        label = _label(task, json.loads(params), _defaults(tasks, task))
+        task_params = json.loads(params)
+        device = task_params.pop("device")
+        label = _label(task, task_params, _defaults(tasks, task))
+        label += "" if device == "cpu" else f" on {device}"
         plot_name = f"plots/{label.replace(' ', '_').replace('=', '-')}.png"
         table, points = task_table(label, records, reference_front, plot_name)
         tables.append(table)
         if plots and table.space.n_objectives in (2, 3):
-            exact = reference_front(task, json.loads(params))
+            exact = reference_front(task, task_params)
             plot_fronts(
                 f"{label}: final points by preference",
                 table.space,

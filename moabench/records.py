@@ -147,14 +147,24 @@ class LoadedRecords:
 
 
 def load_records(results_dir: Path) -> LoadedRecords:
-    """Every readable record under `results_dir` (sorted by key); corrupt files are reported."""
-    records, skipped = [], []
-    for path in sorted(Path(results_dir).glob("*.json")):
+    """Every readable record under `results_dir` and its subfolders (one per contributor, say),
+    sorted by key. Corrupt files are reported; so is a record whose key is already taken by a
+    different record (the first, in path order, is kept; an identical copy is simply ignored)."""
+    by_key: dict[str, tuple[Path, RunRecord]] = {}
+    skipped = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
         try:
-            records.append(read_record(path))
+            record = read_record(path)
         except CorruptRecordError as error:
             skipped.append((path, str(error)))
-    return LoadedRecords(sorted(records, key=lambda r: r.key), skipped)
+            continue
+        if record.key not in by_key:
+            by_key[record.key] = (path, record)
+        elif by_key[record.key][1] != record:
+            skipped.append(
+                (path, f"same key as {by_key[record.key][0]} but different contents; kept that one")
+            )
+    return LoadedRecords([record for _, (_, record) in sorted(by_key.items())], skipped)
 
 
 def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> list[str]:

@@ -84,3 +84,27 @@ def test_provenance_names_versions_commit_and_hardware():
     assert info["packages"]["torch"] and info["packages"]["pymoo"]
     assert info["hardware"]["cpu_count"] >= 1
     assert "git_commit" in info and "python" in info
+
+
+def test_records_in_subfolders_and_records_sharing_a_key(tmp_path):
+    """Contributors drop their records in subfolders; an identical copy is ignored, a different
+    record with a taken key is reported (naming both files) and the first one is kept."""
+    ours, theirs, copy = tmp_path / "a-ours", tmp_path / "b-theirs", tmp_path / "c-copy"
+    write_record(make_record(seed=0), ours)
+    write_record(make_record(seed=1), theirs)
+    write_record(make_record(seed=0), copy)  # identical
+    clash = make_record(seed=0, objectives=[0.2, 0.8])
+    write_record(clash, theirs)
+    loaded = load_records(tmp_path)
+    assert sorted(r.config.seed for r in loaded.records) == [0, 1]
+    assert next(r for r in loaded.records if r.config.seed == 0).objectives == [0.1, 0.9]
+    ((path, reason),) = loaded.skipped
+    assert path.parent == theirs and "same key as" in reason and str(ours) in reason
+
+
+def test_records_from_gpus_get_their_own_leaderboard_table(tmp_path):
+    from moabench.leaderboard import device_class
+
+    cpu = make_record(provenance={"hardware": {"gpus": []}})
+    gpu = make_record(provenance={"hardware": {"gpus": ["NVIDIA H100 80GB HBM3"]}})
+    assert device_class(cpu) == "cpu" and device_class(gpu) == "NVIDIA H100 80GB HBM3"
