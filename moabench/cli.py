@@ -32,7 +32,7 @@ from moabench.records import (
     write_record,
 )
 from moabench.registry import UnknownNameError
-from moabench.runner import execute, resolve_config
+from moabench.runner import execute, reresolve, resolve_config
 from moabench.sweep import SweepConfig, plan_sweep, run_sweep
 from moabench.task import tasks
 
@@ -326,6 +326,22 @@ def leaderboard(
         f"wrote {out / 'LEADERBOARD.md'} ({len(result.tables)} task tables) and plots in {out / 'plots'}",
         highlight=False,
     )
+
+
+@app.command()
+def migrate(
+    results_dir: Annotated[Path, typer.Option(help="the records to migrate")],
+    out: Annotated[Path, typer.Option(help="where the migrated records are written")],
+) -> None:
+    """Rewrite records under this version's resolved configs (parameters added since they were
+    written get their defaults; keys follow). Check with `moabench reproduce` that the new
+    defaults do not change results."""
+    with user_errors():
+        loaded = load_records(results_dir)
+        _report_skipped(loaded.skipped)
+        for record in loaded.records:
+            write_record(reresolve(record), out)
+    console.print(f"migrated {len(loaded.records)} records into {out}", highlight=False)
 
 
 @app.command()

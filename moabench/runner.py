@@ -72,6 +72,17 @@ def default_paradigm(algorithm_cls: type[Algorithm], offered: tuple[Paradigm, ..
     return next((p for p in offered if algorithm_cls.supports(p)), offered[0])
 
 
+def reresolve(record: RunRecord) -> RunRecord:
+    """`record` under the config this version resolves for it: parameters added since it was
+    written get their defaults, and the key follows. Only valid when those defaults do not change
+    results; `moabench reproduce` checks that by re-running."""
+    c = record.config
+    config = resolve_config(
+        c.algorithm, c.task, c.preference, c.seed, c.algorithm_params, c.task_params
+    )
+    return record.model_copy(update={"config": config, "key": config.key()})
+
+
 @contextmanager
 def one_torch_thread() -> Iterator[None]:
     """Run on one intra-op thread: float reductions then do not depend on the machine's core

@@ -161,3 +161,27 @@ def test_reproduce_accepts_a_rerun_and_names_a_changed_record(cli, tmp_path):
     stale = cli("reproduce", "--results-dir", str(rerun), "--reference", str(committed))
     assert stale.exit_code == 1
     assert "1 of 6 re-run records differ" in stale.output and path.stem in stale.output
+
+
+def test_migrate_fills_parameters_added_since_a_record_was_written(cli, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    result = cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(old))
+    assert result.exit_code == 0, result.output
+    path = next(old.glob("*.json"))
+    data = json.loads(path.read_text())
+    del data["config"]["algorithm_params"]["order"]  # as written before `order` existed
+    from moabench.records import RunConfig
+
+    data["key"] = RunConfig.model_validate(data["config"]).key()
+    path.unlink()
+    (old / f"{data['key']}.json").write_text(json.dumps(data))
+
+    migrated = cli("migrate", "--results-dir", str(old), "--out", str(new))
+    assert migrated.exit_code == 0 and "migrated 1 records" in migrated.output
+    (record,) = load_records(new).records
+    assert record.config.algorithm_params == {"order": "sum-then-normalize"}
+    assert record.key != data["key"] and record.objectives == data["objectives"]
+    rerun = cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(tmp_path / "rerun"))
+    assert rerun.exit_code == 0
+    check = cli("reproduce", "--results-dir", str(tmp_path / "rerun"), "--reference", str(new))
+    assert check.exit_code == 0, check.output
