@@ -32,7 +32,10 @@ class Registrable:
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
         """Parameter names and their defaults."""
-        return {name: field.default for name, field in cls.Params.model_fields.items()}
+        return {
+            name: field.get_default(call_default_factory=True)
+            for name, field in cls.Params.model_fields.items()
+        }
 
 
 class UnknownNameError(KeyError):

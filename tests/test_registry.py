@@ -92,3 +92,14 @@ def test_a_third_party_plugin_works_in_every_command(tmp_path, install_plugin):
     )  # fmt: skip
     assert board.returncode == 0, board.stderr
     assert "half-sum" in (tmp_path / "board" / "LEADERBOARD.md").read_text()
+
+
+def test_hyperparameters_resolve_default_factories():
+    """Defaults built by a factory (a dict, a list) are reported as values, JSON included."""
+    import json
+
+    from moabench.task import tasks
+
+    defaults = tasks.get("safety").hyperparameters()
+    assert defaults["reward_models"] == {} and defaults["lm_eval_tasks"] == []
+    json.dumps(defaults)
