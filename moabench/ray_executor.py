@@ -10,6 +10,7 @@ the driver writes only the records of runs whose worker died. Ray is an optional
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,6 +32,8 @@ def run_on_ray(
 
     ray = _import_ray()
     started_here = not ray.is_initialized()
+    if started_here and address is not None:
+        check_answers(address)
     if started_here:
         try:
             ray.init(
@@ -59,6 +62,20 @@ def run_on_ray(
     finally:
         if started_here:
             ray.shutdown()
+
+
+def check_answers(address: str, timeout: float = 5.0) -> None:
+    """A `ConfigError` unless something listens at a HOST:PORT (or ray://HOST:PORT) address:
+    ray.init would otherwise keep retrying for minutes. "auto" and "local" are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConfigError(
+            f"could not connect to Ray address {address!r}: {error.strerror or error}"
+        ) from None
 
 
 def _import_ray():
