@@ -35,6 +35,10 @@ def test_preference_sweep_of_issue_3(benchmark, tmp_path_factory):
         tasks=["safety", "summarization"],
         seeds=[0],
         partitions=4,
+        task_params={
+            "safety": {"paradigm": "preference"},
+            "summarization": {"paradigm": "preference"},
+        },
     )
     plan = plan_sweep(sweep)
     assert len(plan.configs) == 50
