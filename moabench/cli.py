@@ -164,14 +164,14 @@ def run(
 ) -> None:
     """Run one algorithm on one task at one preference and write its record."""
     with user_errors():
-        task_params = parse_assignments(task_param, "--task-param")
-        if preference is None:
-            m = tasks.get(task)(**task_params).space.n_objectives
-            weights: list[float] = [1.0 / m] * m
-        else:
-            weights = parse_numbers(preference, "--preference")
+        weights = None if preference is None else parse_numbers(preference, "--preference")
         config = resolve_config(
-            algo, task, weights, seed, parse_assignments(param, "--param"), task_params
+            algo,
+            task,
+            weights,
+            seed,
+            parse_assignments(param, "--param"),
+            parse_assignments(task_param, "--task-param"),
         )
         ensure_writable(results_dir)
         record = execute(config)

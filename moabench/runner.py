@@ -28,12 +28,13 @@ class UnsupportedPairingError(ConfigError):
 def resolve_config(
     algorithm: str,
     task: str,
-    preference: Any,
+    preference: Any = None,
     seed: int = 0,
     algorithm_params: dict[str, Any] | None = None,
     task_params: dict[str, Any] | None = None,
 ) -> RunConfig:
-    """A validated `RunConfig` with every default filled in (so its key names the whole run)."""
+    """A validated `RunConfig` with every default filled in (so its key names the whole run);
+    `preference=None` is the uniform preference over the task's objectives."""
     algorithm_cls = algorithms.get(algorithm)
     task_cls = tasks.get(task)
     task_params = dict(task_params or {})
@@ -52,6 +53,8 @@ def resolve_config(
     ).model_dump(mode="json")
     resolved_task = task_instance.params.model_dump(mode="json")
     n_objectives = task_instance.space.n_objectives
+    if preference is None:
+        preference = [1.0 / n_objectives] * n_objectives
     weights = validate_preference(preference, n_objectives)
     return RunConfig(
         algorithm=algorithm,

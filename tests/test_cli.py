@@ -29,6 +29,17 @@ def test_run_writes_a_complete_record(cli, tmp_path):
     assert record.provenance["packages"]["moabench"]
 
 
+def test_an_online_parameter_reaches_an_algorithm_that_trains_online_by_default(cli, tmp_path):
+    """PAMA trains online on safety without `paradigm=online`; its online parameters apply then,
+    with or without --preference (the uniform default must not be resolved under another paradigm)."""
+    result = cli("run", "--algo", "pama", "--task", "safety", "--task-param", "steps=2",
+                 "--task-param", "advantage=rloo", "--results-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (record,) = load_records(tmp_path).records
+    assert record.paradigm == "online" and record.config.task_params["advantage"] == "rloo"
+    assert record.config.preference == [0.5, 0.5]
+
+
 def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
     for directory in ("a", "b"):
         cli(
