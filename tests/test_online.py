@@ -287,15 +287,27 @@ def test_every_online_algorithm_improves_its_most_weighted_objective(
         assert objectives[favoured] > reference[favoured] + 0.02, (preference, objectives)
 
 
+def test_gapo_improves_both_safety_objectives_given_enough_steps(reference_scores):
+    """GAPO's claim (improving helpfulness and harmlessness together) at w = (0.5, 0.5). It needs
+    the policy to tell harmful prompts from benign ones, which takes longer than the default 40
+    steps: measured at 40 steps (0.10, 0.82) -> (0.61, 0.59), a trade; at 160 steps, seeds 0-2,
+    (0.26, 0.997), (0.31, 0.998), (0.34, 0.93)."""
+    objectives = execute(
+        resolve_config("gapo", "safety", [0.5, 0.5], 0, None, {"paradigm": "online", "steps": 160})
+    ).objectives
+    assert np.all(np.array(objectives) > reference_scores("safety") + 0.02), objectives
+
+
 @pytest.mark.xfail(
     strict=True,
-    reason="measured: on tiny safety, online training trades helpfulness for harmlessness instead "
-    "of improving both (gapo (0.10, 0.82) -> (0.62, 0.59); pama does not move under GRPO, since "
-    "harmlessness is constant on benign prompts and its group-normalised advantage is 0 there)",
+    reason="PAMA cannot raise harmlessness on tiny safety: its combined advantage is the minimum "
+    "of the Noon (clipped at 0) advantages, and a refusal of a harmful request, the only way to "
+    "more harmlessness, is the least helpful response, so its combined advantage is 0; measured "
+    "w = (0.5, 0.5), advantage=reinforce, 160 steps: (0.10, 0.82) -> (0.36, 0.80)",
 )
-@pytest.mark.parametrize("algorithm", ["gapo", "pama"])
-def test_gapo_and_pama_improve_both_safety_objectives(algorithm, reference_scores):
-    assert np.all(online_objectives(algorithm, "safety", (0.5, 0.5)) > reference_scores("safety"))
+def test_pama_improves_both_safety_objectives(reference_scores):
+    objectives = online_objectives("pama", "safety", (0.5, 0.5))
+    assert np.all(objectives > reference_scores("safety")), objectives
 
 
 # --- MORLHF against trl's GRPOTrainer ---------------------------------------------------------------
