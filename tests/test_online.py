@@ -289,8 +289,8 @@ def test_every_online_algorithm_improves_its_most_weighted_objective(
 
 def test_gapo_improves_both_safety_objectives_given_enough_steps(reference_scores):
     """GAPO's claim (improving helpfulness and harmlessness together) at w = (0.5, 0.5). It needs
-    the policy to tell harmful prompts from benign ones, which takes longer than the default 40
-    steps: measured at 40 steps (0.10, 0.82) -> (0.61, 0.59), a trade; at 160 steps, seeds 0-2,
+    the policy to tell harmful prompts from benign ones, which takes longer than the default 80
+    steps: measured at 80 steps (0.10, 0.82) -> (0.62, 0.59), a trade; at 160 steps, seeds 0-2,
     (0.26, 0.997), (0.31, 0.998), (0.34, 0.93)."""
     objectives = execute(
         resolve_config("gapo", "safety", [0.5, 0.5], 0, None, {"paradigm": "online", "steps": 160})
