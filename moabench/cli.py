@@ -313,12 +313,15 @@ def leaderboard(
             _report_skipped(load_records(results_dir).skipped)
             if differences:
                 console.print(
-                    f"{out / 'LEADERBOARD.md'} is stale; regenerated version differs:",
+                    f"the leaderboard in {out} is stale; the regenerated one differs:",
                     highlight=False,
                 )
                 console.print("\n".join(differences), highlight=False, markup=False)
                 raise typer.Exit(1)
-            console.print(f"{out / 'LEADERBOARD.md'} is up to date", highlight=False)
+            console.print(
+                f"the leaderboard in {out} (LEADERBOARD.md, web page, plot files) is up to date",
+                highlight=False,
+            )
             return
         result = build_leaderboard(results_dir, out)
     _report_skipped(result.skipped)

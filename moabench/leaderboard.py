@@ -238,7 +238,8 @@ def build_leaderboard(
     plots: bool = True,
 ) -> LeaderboardResult:
     """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md`, the web page
-    `out_dir/site/index.html` and the front plots `out_dir/plots/`."""
+    `out_dir/site/index.html` and the front plots `out_dir/plots/` (where a PNG that no table
+    draws any more is removed)."""
     loaded = load_records(results_dir)
     groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
     for record in loaded.records:
@@ -266,6 +267,9 @@ def build_leaderboard(
                 exact,
                 out_dir / plot_name,
             )
+    if plots:
+        for stale in _plot_files(out_dir) - _drawn_plots(tables):
+            (out_dir / stale).unlink()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "LEADERBOARD.md").write_text(render_markdown(tables))
     write_site(tables, out_dir)
@@ -339,20 +343,40 @@ def _render_table(table: TaskTable) -> list[str]:
     return lines
 
 
+def _drawn_plots(tables: list[TaskTable]) -> set[str]:
+    return {table.plot for table in tables if table.space.n_objectives in (2, 3)}
+
+
+def _plot_files(out_dir: Path) -> set[str]:
+    return {f"plots/{path.name}" for path in (Path(out_dir) / "plots").glob("*.png")}
+
+
+GENERATED_PAGES = ("LEADERBOARD.md", "site/index.html")
+
+
 def check_leaderboard(
     results_dir: Path,
     committed_dir: Path,
     reference_front: ReferenceFront = default_reference_front,
 ) -> list[str]:
-    """Regenerate into a temporary folder; return the diff lines against the committed
-    LEADERBOARD.md (empty when it is up to date)."""
-    committed = Path(committed_dir) / "LEADERBOARD.md"
+    """Regenerate into a temporary folder; return what differs from `committed_dir` (empty when it
+    is up to date): diff lines of LEADERBOARD.md and of the web page, and the plots that are
+    missing or that no table draws. Plot pixels are not compared (they depend on matplotlib's
+    version and fonts)."""
+    committed_dir = Path(committed_dir)
+    differences: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
-        build_leaderboard(results_dir, Path(scratch), reference_front, plots=False)
-        fresh = (Path(scratch) / "LEADERBOARD.md").read_text()
-    old = committed.read_text() if committed.exists() else ""
-    return list(
-        difflib.unified_diff(
-            old.splitlines(), fresh.splitlines(), str(committed), "regenerated", lineterm=""
-        )
-    )
+        result = build_leaderboard(results_dir, Path(scratch), reference_front, plots=False)
+        for name in GENERATED_PAGES:
+            committed = committed_dir / name
+            old = committed.read_text() if committed.exists() else ""
+            fresh = (Path(scratch) / name).read_text()
+            differences += difflib.unified_diff(
+                old.splitlines(), fresh.splitlines(), str(committed), "regenerated", lineterm=""
+            )
+    drawn, present = _drawn_plots(result.tables), _plot_files(committed_dir)
+    differences += [f"missing plot: {committed_dir / name}" for name in sorted(drawn - present)]
+    differences += [
+        f"stale plot (no table draws it): {committed_dir / name}" for name in sorted(present - drawn)
+    ]
+    return differences

@@ -132,6 +132,21 @@ def test_check_reports_a_stale_leaderboard(results, tmp_path):
     assert any(line.startswith("-# edited by hand") for line in differences)
 
 
+def test_check_reports_a_stale_page_and_plot_files(results, tmp_path):
+    board = tmp_path / "board"
+    build_leaderboard(results, board)
+    page = board / "site" / "index.html"
+    page.write_text(page.read_text().replace("<h1>", "<h1>old "))
+    (board / "plots" / "retired-task.png").write_bytes(b"png")
+    (board / "plots" / "toy-task.png").unlink()
+    differences = check_leaderboard(results, board)
+    assert any(line.startswith("-<h1>old ") for line in differences), differences
+    assert f"stale plot (no table draws it): {board / 'plots/retired-task.png'}" in differences
+    assert f"missing plot: {board / 'plots/toy-task.png'}" in differences
+    build_leaderboard(results, board)  # regenerating removes the retired plot, redraws the other
+    assert check_leaderboard(results, board) == []
+
+
 def test_cost_columns_by_hand(tmp_path):
     from moabench.leaderboard import task_table
     from moabench.sweep import SweepConfig, plan_sweep, run_sweep
