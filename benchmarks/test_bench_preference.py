@@ -8,8 +8,9 @@ Run: pytest benchmarks/test_bench_preference.py --benchmark-only
 import pytest
 
 from moabench.algorithm import make_algorithm
+from moabench.determinism import one_torch_thread
 from moabench.preference import train_preference
-from moabench.runner import execute, one_torch_thread, resolve_config
+from moabench.runner import execute, resolve_config
 from moabench.task import make_task
 
 TRAINING_SECONDS: dict[tuple[int, str], float] = {}

@@ -14,9 +14,9 @@ import time
 import pytest
 
 from moabench.algorithm import make_algorithm
+from moabench.determinism import one_torch_thread
 from moabench.online import train_online
 from moabench.preference import train_preference
-from moabench.runner import one_torch_thread
 from moabench.task import make_task
 from moabench.trl_baselines import dpo_trainer, grpo_trainer
 

@@ -377,6 +377,7 @@ def check_leaderboard(
     drawn, present = _drawn_plots(result.tables), _plot_files(committed_dir)
     differences += [f"missing plot: {committed_dir / name}" for name in sorted(drawn - present)]
     differences += [
-        f"stale plot (no table draws it): {committed_dir / name}" for name in sorted(present - drawn)
+        f"stale plot (no table draws it): {committed_dir / name}"
+        for name in sorted(present - drawn)
     ]
     return differences

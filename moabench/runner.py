@@ -7,14 +7,13 @@ before anything runs; a run that diverges becomes a record with status "failed" 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 
 from moabench.algorithm import Algorithm, Paradigm, algorithms
+from moabench.determinism import one_torch_thread
 from moabench.errors import ConfigError, validate_params
 from moabench.preferences import validate_preference
 from moabench.records import Cost, RunConfig, RunRecord, Trajectory, provenance
@@ -84,18 +83,6 @@ def reresolve(record: RunRecord) -> RunRecord:
         c.algorithm, c.task, c.preference, c.seed, c.algorithm_params, c.task_params
     )
     return record.model_copy(update={"config": config, "key": config.key()})
-
-
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run on one intra-op thread: float reductions then do not depend on the machine's core
-    count, so the same config and seed give the same numbers in a sweep worker or a single run."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def execute(config: RunConfig) -> RunRecord:

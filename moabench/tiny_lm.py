@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from moabench.determinism import one_torch_thread
 from moabench.lm import make_batch, sequence_log_probs
 
 if TYPE_CHECKING:
@@ -148,7 +149,8 @@ def reference_policy(
     ).hexdigest()[:16]
     path = cache_dir() / "references" / f"{name}-{key}"
     if not (path / "config.json").exists():
-        _train_reference(path, tokenizer, config, demonstrations)
+        with one_torch_thread():  # the same weights whoever trains it first (test, run, worker)
+            _train_reference(path, tokenizer, config, demonstrations)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     return model

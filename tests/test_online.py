@@ -317,7 +317,7 @@ def test_morlhf_matches_trls_grpo_trainer_within_the_seed_spread(tmp_path):
     """Same tiny model, task, preference and settings, three seeds each: the mean final objectives
     of moabench's `ls` and of trl's GRPOTrainer (reward_weights) differ by no more than the larger
     seed-to-seed range of the two (plus 0.02 for three seeds' noise)."""
-    from moabench.runner import one_torch_thread
+    from moabench.determinism import one_torch_thread
     from moabench.trl_baselines import grpo_trainer, train_and_evaluate
 
     preference, seeds = [0.6, 0.2, 0.2], [0, 1, 2]
