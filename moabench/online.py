@@ -131,7 +131,7 @@ def paper_online_problem(task: LanguageTask) -> OnlineProblem:
     LoRA the reference is the policy with its adapters disabled (no second model)."""
     pieces = task.paper_pieces()
     policy, params = pieces.policy, task.params
-    training_prompts = list(dict.fromkeys(pieces.data.prompts))
+    training_prompts = pieces.training_prompts
     if hasattr(policy, "disable_adapter"):
 
         def reference_log_probs(batch: Batch) -> torch.Tensor:

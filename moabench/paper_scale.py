@@ -2,7 +2,8 @@
 reward models, loaded through `moabench.hub` and trained by the same preference trainer as `tiny`.
 
 A task declares one `PaperSetup` per scale: the default policy and dataset, the dataset's format
-(`moabench.pairs`), and one scorer per objective (a reward model or the response length). Every
+(preference pairs, `moabench.pairs`, or problems with reference answers for online training), and
+one scorer per objective (a reward model, the response length, or a rule). Every
 default can be replaced by a local path (`--task-param policy=DIR`, `dataset=DIR_OR_FILE`,
 `reward_models={"helpfulness": DIR}`). Objectives the dataset does not label are labelled by
 their scorer (sign of the score difference), as RACO derives its faithfulness pairs.
@@ -59,19 +60,38 @@ class LengthScorer:
     """Conciseness: minus the number of response tokens (policy tokenizer)."""
 
 
-Scorer = RewardModelScorer | LengthScorer
+@dataclass(frozen=True)
+class RunningMeanLengthScorer:
+    """Conciseness as in dynamic reward weighting: 1 for a response with fewer tokens (policy
+    tokenizer) than the running mean length of the training responses scored so far (its own
+    batch included), else 0. At evaluation the bar is the first evaluation's mean length (the
+    reference policy's), so that the final points of different runs are comparable."""
+
+
+@dataclass(frozen=True)
+class RuleScorer:
+    """An objective scored by a rule, `score(response, reference_answer)` (the reference answer
+    comes from a "problems" dataset; it is "" for pairs)."""
+
+    score: Callable[[str, str], float]
+
+
+Scorer = RewardModelScorer | LengthScorer | RunningMeanLengthScorer | RuleScorer
+#: (prompts, responses, evaluation) -> one score per response
+ScoreFunction = Callable[[list[str], list[str], bool], np.ndarray]
 
 
 @dataclass(frozen=True)
 class PaperSetup:
     policy: str
     dataset: str
-    dataset_format: Literal["pku-saferlhf", "hh-rlhf", "signed"]
+    dataset_format: Literal["pku-saferlhf", "hh-rlhf", "signed", "problems"]
     scorers: Mapping[str, Scorer]  # objective -> scorer, in the task's objective order
     split: str = "train"
     subsets: Mapping[str, str] = field(default_factory=dict)  # hh-rlhf: objective -> data_dir
     sign_columns: Mapping[str, str] = field(default_factory=dict)  # signed: objective -> column
     prompt_template: str = "{prompt}"  # used when the policy's tokenizer has no chat template
+    instruction: str = ""  # problems: appended to each problem
     defaults: Mapping[str, Any] = field(default_factory=dict)  # training parameters at this scale
 
 
@@ -123,6 +143,32 @@ def read_pairs(
     rows = _rows(dataset, limit, params.data_seed, name, needed, "signed")
     pairs = read_signed(rows, labelled, name, setup.sign_columns)
     return _with_unlabelled_objectives(pairs, labelled, objectives)
+
+
+@dataclass
+class Problems:
+    """Prompts (problem + the setup's instruction) and their reference answers."""
+
+    prompts: list[str]
+    answers: list[str]
+
+
+def read_problems(setup: PaperSetup, params: LanguageParams) -> Problems:
+    """Up to n_pairs + n_eval_prompts rows of a "problems" dataset (columns `problem` and
+    `answer`, as HuggingFaceH4/MATH-500), shuffled with data_seed."""
+    name = params.dataset or setup.dataset
+    rows = _rows(
+        hub.load_rows(name, "dataset", setup.split),
+        params.n_pairs + params.n_eval_prompts,
+        params.data_seed,
+        name,
+        ["problem", "answer"],
+        "problems",
+    )
+    return Problems(
+        [f"{row['problem']}{setup.instruction}" for row in rows],
+        [str(row["answer"]) for row in rows],
+    )
 
 
 def _rows(dataset, limit: int, seed: int, source: str, needed: list[str], fmt: str) -> list[dict]:
@@ -181,32 +227,41 @@ def scorer_functions(
     objectives: Sequence[str],
     policy_tokenizer,
     device: str,
-) -> list[Callable[[list[str], list[str]], np.ndarray]]:
-    """One function (prompts, responses) -> scores (n,) per objective."""
+    answers: Mapping[str, str] | None = None,
+) -> list[ScoreFunction]:
+    """One `ScoreFunction` per objective; `answers` maps a prompt to its reference answer."""
     unknown = sorted(set(params.reward_models) - set(objectives))
     if unknown:
         raise ConfigError(
             f"reward_models: unknown objective(s) {unknown} (objectives: {', '.join(objectives)})"
         )
-    functions = []
+    answers = answers or {}
+
+    def token_counts(responses: list[str]) -> np.ndarray:
+        return np.array(
+            [len(policy_tokenizer(r, add_special_tokens=False)["input_ids"]) for r in responses],
+            dtype=float,
+        )
+
+    functions: list[ScoreFunction] = []
     for objective in objectives:
         scorer = setup.scorers[objective]
-        if isinstance(scorer, LengthScorer):
+        if not isinstance(scorer, RewardModelScorer):
             if objective in params.reward_models:
                 raise ConfigError(
-                    f"reward_models: {objective!r} is scored by length, not by a model"
+                    f"reward_models: {objective!r} is scored by a rule, not by a model"
                 )
-            functions.append(
-                lambda prompts, responses: (
-                    -np.array(
-                        [
-                            len(policy_tokenizer(r, add_special_tokens=False)["input_ids"])
-                            for r in responses
-                        ],
+            if isinstance(scorer, LengthScorer):
+                functions.append(lambda prompts, responses, evaluation: -token_counts(responses))
+            elif isinstance(scorer, RunningMeanLengthScorer):
+                functions.append(ShorterThanRunningMean(token_counts))
+            else:
+                functions.append(
+                    lambda prompts, responses, evaluation, rule=scorer.score: np.array(
+                        [rule(r, answers.get(p, "")) for p, r in zip(prompts, responses)],
                         dtype=float,
                     )
                 )
-            )
             continue
         name = params.reward_models.get(objective, scorer.model)
         model, tokenizer = hub.load_sequence_classifier(name, f"reward_models.{objective}")
@@ -214,12 +269,33 @@ def scorer_functions(
     return functions
 
 
+class ShorterThanRunningMean:
+    """The `RunningMeanLengthScorer`'s state: the training responses' total length and count,
+    and the evaluation bar."""
+
+    def __init__(self, token_counts: Callable[[list[str]], np.ndarray]) -> None:
+        self.token_counts = token_counts
+        self.total, self.count = 0.0, 0
+        self.evaluation_bar: float | None = None
+
+    def __call__(self, prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
+        lengths = self.token_counts(responses)
+        if evaluation:
+            if self.evaluation_bar is None:
+                self.evaluation_bar = float(lengths.mean())
+            bar = self.evaluation_bar
+        else:
+            self.total, self.count = self.total + lengths.sum(), self.count + len(lengths)
+            bar = self.total / self.count
+        return (lengths < bar).astype(float)
+
+
 def _classifier_scores(
     scorer: RewardModelScorer, model, tokenizer, params: LanguageParams, device: str
-):
+) -> ScoreFunction:
     tokenizer.padding_side = "right"
 
-    def score(prompts: list[str], responses: list[str]) -> np.ndarray:
+    def score(prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
         values = []
         for start in range(0, len(prompts), params.batch_size):
             chunk = slice(start, start + params.batch_size)

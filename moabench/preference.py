@@ -155,8 +155,9 @@ class PaperPieces:
     policy: torch.nn.Module
     tokenizer: Any
     device: str
-    data: PreferencePairs  # training pairs; their prompts are the online training prompts
-    scores: Callable[[list[str], list[str]], np.ndarray]  # (prompts, responses) -> (n, m)
+    data: PreferencePairs | None  # training pairs (None for a "problems" dataset)
+    training_prompts: list[str]  # online training prompts: the pairs' or the problems'
+    scores: Callable[..., np.ndarray]  # (prompts, responses, evaluation=False) -> (n, m)
     formatted: Callable[[list[str]], list[str]]  # raw prompts -> what the policy reads
     sample: Callable[[torch.nn.Module, list[str], int], list[str]]  # (model, prompts, seed)
     evaluate: Callable[[torch.nn.Module], list[float]]
@@ -329,15 +330,23 @@ class LanguageTask(Task):
         params, setup = self.params, self.paper_setups[self.params.scale]
         names = self.tiny_space.names
         device = params.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        data, eval_prompts = paper_scale.hold_out(
-            paper_scale.read_pairs(setup, params, names), params.n_eval_prompts, params.n_pairs
-        )
+        answers: dict[str, str] = {}
+        if setup.dataset_format == "problems":
+            problems = paper_scale.read_problems(setup, params)
+            answers = dict(zip(problems.prompts, problems.answers))
+            data, eval_prompts = None, problems.prompts[: params.n_eval_prompts]
+            training_prompts = problems.prompts[params.n_eval_prompts :]
+        else:
+            data, eval_prompts = paper_scale.hold_out(
+                paper_scale.read_pairs(setup, params, names), params.n_eval_prompts, params.n_pairs
+            )
+            training_prompts = list(dict.fromkeys(data.prompts))
         base, tokenizer = hub.load_causal_lm(params.policy or setup.policy)
         policy = hub.with_lora(base, params.lora_rank).to(device)
-        scorers = paper_scale.scorer_functions(setup, params, names, tokenizer, device)
+        scorers = paper_scale.scorer_functions(setup, params, names, tokenizer, device, answers)
 
-        def scores(prompts: list[str], responses: list[str]) -> np.ndarray:
-            return np.stack([score(prompts, responses) for score in scorers], axis=1)
+        def scores(prompts: list[str], responses: list[str], evaluation: bool = False):
+            return np.stack([score(prompts, responses, evaluation) for score in scorers], axis=1)
 
         def formatted(prompts: list[str]) -> list[str]:
             return paper_scale.format_prompts(tokenizer, prompts, setup.prompt_template)
@@ -350,7 +359,8 @@ class LanguageTask(Task):
 
         def evaluate(model) -> list[float]:
             model.eval()
-            per_response = scores(eval_prompts, sample(model, eval_prompts, EVALUATION_SEED))
+            responses = sample(model, eval_prompts, EVALUATION_SEED)
+            per_response = scores(eval_prompts, responses, evaluation=True)
             model.train()
             if self._measured_space is None:  # the first evaluation is the reference policy's
                 self._measured_space = paper_scale.reference_space(names, per_response)
@@ -367,12 +377,18 @@ class LanguageTask(Task):
             )  # fmt: skip
 
         return PaperPieces(
-            policy, tokenizer, device, data, scores, formatted, sample, evaluate, capabilities
-        )
+            policy, tokenizer, device, data, training_prompts, scores, formatted, sample, evaluate,
+            capabilities,
+        )  # fmt: skip
 
     def paper_problem(self) -> PreferenceProblem:
         pieces, params = self.paper_pieces(), self.params
         data, scores = pieces.data, pieces.scores
+        if data is None:
+            raise ConfigError(
+                f"task {self.name!r}: its dataset holds problems, not preference pairs; "
+                "train it online (--task-param paradigm=online)"
+            )
 
         def differences() -> torch.Tensor:
             delta = scores(data.prompts, data.responses_a) - scores(data.prompts, data.responses_b)

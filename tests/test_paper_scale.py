@@ -82,7 +82,13 @@ def local(tmp_path_factory):
             for i in range(20)
         ]  # fmt: skip
     ).save_to_disk(root / "reddit")
-    paths.update(pku=str(root / "pku"), hh=str(root / "hh"), reddit=str(root / "reddit"))
+    Dataset.from_list(
+        [dict(problem=f"add {i} and {i + 1}", answer=str(2 * i + 1), level=1) for i in range(12)]
+    ).save_to_disk(root / "math500")
+    paths.update(
+        pku=str(root / "pku"), hh=str(root / "hh"), reddit=str(root / "reddit"),
+        math500=str(root / "math500"),
+    )  # fmt: skip
     return paths
 
 
@@ -339,3 +345,62 @@ def test_lm_eval_scores_are_recorded_next_to_the_objectives(local, tmp_path):
     params["lm_eval_tasks"] = ["no_such_task"]
     with pytest.raises(ConfigError, match=r"unknown lm-eval task\(s\) \['no_such_task'\]"):
         execute(resolve_config("ls", "safety", [0.5, 0.5], 0, None, params))
+
+
+# --- math at the paper scale: MATH-500 problems and the paper's three rule rewards ---------------
+
+
+def math_paper(local, **extra):
+    return {
+        **dict(
+            scale="paper", policy=local["policy"], dataset=local["math500"], lora_rank=4, steps=2,
+            n_pairs=8, n_eval_prompts=3, prompts_per_step=2, group_size=2, max_new_tokens=4,
+            max_length=32,
+        ),
+        **extra,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("algorithm", ["ls", "dynamic-weighting"])
+def test_math_paper_scale_runs_on_local_copies(local, algorithm):
+    record = execute(resolve_config(algorithm, "math", [0.4, 0.3, 0.3], 0, None, math_paper(local)))
+    assert record.status == "ok", record.reason
+    assert record.paradigm == "online"
+    assert record.config.task_params["kl_coef"] == 0.001  # the paper setup's default
+    assert len(record.objectives) == 3 and all(0 <= v <= 1 for v in record.objectives)
+    assert record.objective_space["names"] == ["accuracy", "conciseness", "clarity"]
+
+
+def test_a_math_dataset_without_answers(local, tmp_path):
+    Dataset.from_list([{"problem": "add 1 and 2"}]).save_to_disk(tmp_path / "d")
+    with pytest.raises(ConfigError, match="missing field.*'answer'.*'problems'"):
+        run("ls", "math", local, (0.4, 0.3, 0.3), **math_paper(local, dataset=str(tmp_path / "d")))
+
+
+@pytest.mark.parametrize(
+    ("response", "reference", "accuracy", "clarity"),
+    [
+        ("Step 1: add.\nStep 2: simplify.\n\\boxed{\\dfrac{14}{3}}", "\\frac{14}{3}", 1, 1),
+        ("First add, then halve: \\boxed{0.5}", "\\frac{1}{2}", 1, 1),
+        ("\\boxed{4} or rather \\boxed{5}", "5", 1, 0),  # the last boxed answer counts
+        ("1. add\n2. carry\nso the answer is 7", "7", 0, 0),  # no boxed answer
+        ("First, then: \\boxed{x^{2} + 1}", "x^2+1", 1, 1),  # nested braces
+        ("\\boxed{}", "3", 0, 0),
+    ],
+)
+def test_math_rules_by_hand(response, reference, accuracy, clarity):
+    from moabench.tasks.math import boxed_answer_accuracy, boxed_answer_and_steps
+
+    assert boxed_answer_accuracy(response, reference) == accuracy
+    assert boxed_answer_and_steps(response, reference) == clarity
+
+
+def test_conciseness_is_shorter_than_the_running_mean_and_the_reference_at_evaluation():
+    from moabench.paper_scale import ShorterThanRunningMean
+
+    score = ShorterThanRunningMean(lambda responses: np.array([len(r) for r in responses], float))
+    assert score([], ["aa", "aaaa"], evaluation=True).tolist() == [1, 0]  # bar: 3 (the reference)
+    assert score([], ["a", "aaa"], evaluation=False).tolist() == [1, 0]  # running mean 2
+    assert score([], ["aaaaaaa"], evaluation=False).tolist() == [0]  # running mean 11/3
+    assert score([], ["aaa"], evaluation=False).tolist() == [1]  # 14/4 = 3.5
+    assert score([], ["aa", "aaaa"], evaluation=True).tolist() == [1, 0]  # bar stays 3
