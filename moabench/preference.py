@@ -336,6 +336,11 @@ class LanguageTask(Task):
             answers = dict(zip(problems.prompts, problems.answers))
             data, eval_prompts = None, problems.prompts[: params.n_eval_prompts]
             training_prompts = problems.prompts[params.n_eval_prompts :]
+            if not training_prompts:
+                raise ConfigError(
+                    f"no problems left for training after holding out {params.n_eval_prompts} "
+                    f"for evaluation ({len(problems.prompts)} read); lower n_eval_prompts"
+                )
         else:
             data, eval_prompts = paper_scale.hold_out(
                 paper_scale.read_pairs(setup, params, names), params.n_eval_prompts, params.n_pairs

@@ -377,6 +377,11 @@ def test_a_math_dataset_without_answers(local, tmp_path):
         run("ls", "math", local, (0.4, 0.3, 0.3), **math_paper(local, dataset=str(tmp_path / "d")))
 
 
+def test_a_math_dataset_too_small_to_hold_out_its_evaluation_problems(local):
+    with pytest.raises(ConfigError, match="no problems left for training after holding out 20"):
+        run("ls", "math", local, (0.4, 0.3, 0.3), **math_paper(local, n_eval_prompts=20))
+
+
 @pytest.mark.parametrize(
     ("response", "reference", "accuracy", "clarity"),
     [
