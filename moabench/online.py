@@ -158,7 +158,7 @@ def paper_online_problem(task: LanguageTask) -> OnlineProblem:
         batch=batch,
         reference_log_probs=reference_log_probs,
         rewards=lambda prompts_, responses: checked_scores(
-            task, pieces.scores(prompts_, responses)
+            task, pieces.scores(prompts_, responses, evaluation=False)
         ),
         evaluate=lambda: pieces.evaluate(policy),
         device=pieces.device,

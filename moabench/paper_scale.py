@@ -171,6 +171,17 @@ def read_problems(setup: PaperSetup, params: LanguageParams) -> Problems:
     )
 
 
+def hold_out_problems(problems: Problems, n_eval_prompts: int) -> tuple[list[str], list[str]]:
+    """(training prompts, evaluation prompts): the first n_eval_prompts problems are held out."""
+    evaluation, training = problems.prompts[:n_eval_prompts], problems.prompts[n_eval_prompts:]
+    if not training:
+        raise ConfigError(
+            f"no problems left for training after holding out {n_eval_prompts} for evaluation "
+            f"({len(problems.prompts)} read); lower n_eval_prompts"
+        )
+    return training, evaluation
+
+
 def _rows(dataset, limit: int, seed: int, source: str, needed: list[str], fmt: str) -> list[dict]:
     require_columns(dataset.column_names, needed, source, fmt)
     dataset = dataset.shuffle(seed=seed)

@@ -157,7 +157,7 @@ class PaperPieces:
     device: str
     data: PreferencePairs | None  # training pairs (None for a "problems" dataset)
     training_prompts: list[str]  # online training prompts: the pairs' or the problems'
-    scores: Callable[..., np.ndarray]  # (prompts, responses, evaluation=False) -> (n, m)
+    scores: Callable[[list[str], list[str], bool], np.ndarray]  # (prompts, responses, evaluation)
     formatted: Callable[[list[str]], list[str]]  # raw prompts -> what the policy reads
     sample: Callable[[torch.nn.Module, list[str], int], list[str]]  # (model, prompts, seed)
     evaluate: Callable[[torch.nn.Module], list[float]]
@@ -334,13 +334,10 @@ class LanguageTask(Task):
         if setup.dataset_format == "problems":
             problems = paper_scale.read_problems(setup, params)
             answers = dict(zip(problems.prompts, problems.answers))
-            data, eval_prompts = None, problems.prompts[: params.n_eval_prompts]
-            training_prompts = problems.prompts[params.n_eval_prompts :]
-            if not training_prompts:
-                raise ConfigError(
-                    f"no problems left for training after holding out {params.n_eval_prompts} "
-                    f"for evaluation ({len(problems.prompts)} read); lower n_eval_prompts"
-                )
+            data = None
+            training_prompts, eval_prompts = paper_scale.hold_out_problems(
+                problems, params.n_eval_prompts
+            )
         else:
             data, eval_prompts = paper_scale.hold_out(
                 paper_scale.read_pairs(setup, params, names), params.n_eval_prompts, params.n_pairs
@@ -350,7 +347,7 @@ class LanguageTask(Task):
         policy = hub.with_lora(base, params.lora_rank).to(device)
         scorers = paper_scale.scorer_functions(setup, params, names, tokenizer, device, answers)
 
-        def scores(prompts: list[str], responses: list[str], evaluation: bool = False):
+        def scores(prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
             return np.stack([score(prompts, responses, evaluation) for score in scorers], axis=1)
 
         def formatted(prompts: list[str]) -> list[str]:
@@ -396,7 +393,8 @@ class LanguageTask(Task):
             )
 
         def differences() -> torch.Tensor:
-            delta = scores(data.prompts, data.responses_a) - scores(data.prompts, data.responses_b)
+            a = scores(data.prompts, data.responses_a, evaluation=False)
+            delta = a - scores(data.prompts, data.responses_b, evaluation=False)
             return torch.as_tensor(delta.T, dtype=torch.float32)
 
         signs = data.signs
