@@ -7,11 +7,12 @@ Run: pytest benchmarks/test_bench_preference.py --benchmark-only
 
 import pytest
 
-from moabench.algorithm import make_algorithm
-from moabench.determinism import one_torch_thread
-from moabench.preference import train_preference
-from moabench.runner import execute, resolve_config
-from moabench.task import make_task
+from moabench.core.algorithm import make_algorithm
+from moabench.core.determinism import one_torch_thread
+from moabench.core.task import make_task
+from moabench.language import tiny
+from moabench.language.preference import train_preference
+from moabench.runs.runner import execute, resolve_config
 
 TRAINING_SECONDS: dict[tuple[int, str], float] = {}
 
@@ -34,11 +35,11 @@ def test_training_step_cost_against_ls(benchmark, algorithm, m):
     `ls` (one backward pass per step) is stored in extra_info: a rule pays m backward passes, so
     the target is a ratio close to m."""
     task = make_task("summarization", steps=40, n_objectives=m)
-    task.tiny_problem()  # cache the reference policy untimed
+    tiny.preference_problem(task)  # cache the reference policy untimed
     benchmark.group = f"training step, m = {m}"
 
     def setup():
-        problem = task.tiny_problem()
+        problem = tiny.preference_problem(task)
         problem.evaluate = lambda policy: [0.0] * m
         return (problem, make_algorithm(algorithm, [1 / m] * m)), {}
 
@@ -63,7 +64,9 @@ def test_tiny_online_run(benchmark, algorithm, task):
     preference = [0.4, 0.3, 0.3] if task == "math" else [0.5, 0.5]
     params = {"paradigm": "online"} if task == "safety" else {}
     config = resolve_config(algorithm, task, preference, task_params=params)
-    make_task(task).reference(make_task(task).tokenizer())  # cached outside the timing
+    tiny.task_reference(
+        make_task(task), tiny.task_tokenizer(make_task(task))
+    )  # cached outside the timing
     benchmark.group = f"online {task}"
     record = benchmark.pedantic(execute, args=(config,), rounds=1, iterations=1)
     assert record.status == "ok"

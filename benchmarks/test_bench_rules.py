@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from moabench import make_algorithm
-from moabench.algorithm import algorithms
+from moabench.core.algorithm import algorithms
 
 RULES = ["ls", "mgda", "gapo", "p-gapo", "cagrad", "raco", "dynamic-weighting", "upgrad"]
 

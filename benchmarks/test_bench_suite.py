@@ -4,9 +4,10 @@ and its leaderboard, on 2 worker processes (target: under 60 s on the 2-core CI 
 Run: pytest benchmarks/test_bench_suite.py --benchmark-only
 """
 
-from moabench.leaderboard import build_leaderboard
-from moabench.sweep import SweepConfig, plan_sweep, run_sweep
-from moabench.task import make_task
+from moabench.core.task import make_task
+from moabench.evaluation.leaderboard import build_leaderboard
+from moabench.language import tiny
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
 
 def run_suite_and_leaderboard(tmp_path):
@@ -43,7 +44,7 @@ def test_preference_sweep_of_issue_3(benchmark, tmp_path_factory):
     plan = plan_sweep(sweep)
     assert len(plan.configs) == 50
     for task in ("safety", "summarization"):
-        make_task(task).tiny_problem()
+        tiny.preference_problem(make_task(task))
     summary = benchmark.pedantic(
         lambda: run_sweep(plan.configs, tmp_path_factory.mktemp("sweep") / "results", workers=2),
         rounds=1,
@@ -76,7 +77,7 @@ def test_online_sweep_of_issue_4(benchmark, tmp_path_factory):
     plan = plan_sweep(sweep)
     assert len(plan.configs) == 9 * (5 + 5 + 15)  # m = 3: the 4-partition lattice has 15 points
     for task in ("safety", "summarization", "math"):
-        make_task(task).reference(make_task(task).tokenizer())
+        tiny.task_reference(make_task(task), tiny.task_tokenizer(make_task(task)))
     summary = benchmark.pedantic(
         lambda: run_sweep(plan.configs, tmp_path_factory.mktemp("online") / "results", workers=2),
         rounds=1,

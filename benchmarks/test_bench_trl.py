@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from moabench.algorithm import make_algorithm
-from moabench.determinism import one_torch_thread
-from moabench.online import train_online
-from moabench.preference import train_preference
-from moabench.task import make_task
-from moabench.trl_baselines import dpo_trainer, grpo_trainer
+from moabench.core.algorithm import make_algorithm
+from moabench.core.determinism import one_torch_thread
+from moabench.core.task import make_task
+from moabench.language import tiny
+from moabench.language.preference import train_preference
+from moabench.language.trl_baselines import dpo_trainer, grpo_trainer
 
 STEPS = 40
 STEPS_PER_SECOND: dict[tuple[str, str], float] = {}
@@ -26,7 +26,7 @@ STEPS_PER_SECOND: dict[tuple[str, str], float] = {}
 
 def moabench_dpo(tmp_path):
     task = make_task("safety", steps=STEPS)
-    problem = task.tiny_problem()
+    problem = tiny.preference_problem(task)
     problem.evaluate = lambda policy: [0.0, 0.0]  # time training only
     start = time.perf_counter()
     train_preference(problem, make_algorithm("ls", [1.0, 0.0]), 0, task.params, 2)
@@ -43,7 +43,7 @@ def trl_dpo(tmp_path):
 def moabench_grpo(tmp_path):
     task = make_task("math", steps=STEPS, n_eval_prompts=1)  # evaluation: 5 prompts, negligible
     start = time.perf_counter()
-    train_online(task, make_algorithm("ls", [0.6, 0.2, 0.2]), 0)
+    task.run(make_algorithm("ls", [0.6, 0.2, 0.2]), 0)
     return time.perf_counter() - start
 
 
@@ -64,8 +64,10 @@ RUNS = {
 
 @pytest.mark.parametrize(("kind", "trainer"), list(RUNS))
 def test_throughput_against_trl(benchmark, kind, trainer, tmp_path):
-    make_task("safety").tiny_problem()  # reference policies are trained and cached untimed
-    make_task("math").reference(make_task("math").tokenizer())
+    tiny.preference_problem(
+        make_task("safety")
+    )  # reference policies are trained and cached untimed
+    tiny.task_reference(make_task("math"), tiny.task_tokenizer(make_task("math")))
     benchmark.group = f"{kind} throughput"
     training_seconds = []
 

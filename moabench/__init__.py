@@ -1,10 +1,10 @@
 """moabench: a benchmark and evaluation harness for multi-objective alignment.
 
-The registries live in `moabench.algorithm.algorithms` and `moabench.task.tasks`; they are not
+The registries live in `moabench.core.algorithm.algorithms` and `moabench.core.task.tasks`; they are not
 re-exported here because `moabench.algorithms` and `moabench.tasks` are the built-in subpackages.
 """
 
-from moabench.algorithm import (
+from moabench.core.algorithm import (
     Algorithm,
     GramRule,
     Paradigm,
@@ -12,9 +12,9 @@ from moabench.algorithm import (
     make_algorithm,
     register_algorithm,
 )
-from moabench.gradients import combine, gram_matrix, per_objective_gradients
-from moabench.preferences import simplex_lattice, validate_preference
-from moabench.task import ObjectiveSpace, RunOutput, Task, make_task, register_task
+from moabench.core.gradients import combine, gram_matrix, per_objective_gradients
+from moabench.core.preferences import simplex_lattice, validate_preference
+from moabench.core.task import ObjectiveSpace, RunOutput, Task, make_task, register_task
 
 __version__ = "0.1.0"
 

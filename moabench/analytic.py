@@ -12,9 +12,9 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from moabench.algorithm import Algorithm, GramRule, Paradigm
-from moabench.gradients import check_finite_losses, combine, rule_direction
-from moabench.task import DivergedError, RunOutput, Task, TaskParams
+from moabench.core.algorithm import Algorithm, GramRule, Paradigm
+from moabench.core.gradients import check_finite_losses, combine, rule_direction
+from moabench.core.task import DivergedError, RunOutput, Task, TaskParams
 
 #: Most trajectory points recorded along a run (from step 0), plus the final point.
 TRAJECTORY_POINTS = 20

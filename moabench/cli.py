@@ -20,21 +20,21 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from moabench.algorithm import algorithms
-from moabench.errors import ConfigError, describe_validation_error
-from moabench.leaderboard import build_leaderboard, check_leaderboard
-from moabench.preferences import PreferenceError, PreferenceNormalizedWarning
-from moabench.records import (
+from moabench.core.algorithm import algorithms
+from moabench.core.errors import ConfigError, describe_validation_error
+from moabench.core.preferences import PreferenceError, PreferenceNormalizedWarning
+from moabench.core.registry import UnknownNameError
+from moabench.core.task import tasks
+from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
+from moabench.runs.records import (
     CorruptRecordError,
     compare_records,
     ensure_writable,
     load_records,
     write_record,
 )
-from moabench.registry import UnknownNameError
-from moabench.runner import execute, reresolve, resolve_config
-from moabench.sweep import SweepConfig, plan_sweep, run_sweep
-from moabench.task import tasks
+from moabench.runs.runner import execute, reresolve, resolve_config
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
 app = typer.Typer(
     help="moabench: benchmark multi-objective alignment algorithms.",

@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from moabench import GramRule, register_algorithm
+from moabench.language import tiny
 
 
 @register_algorithm("nan-rule")
@@ -59,9 +60,11 @@ def reference_scores():
     @cache
     def scores(task_name: str) -> np.ndarray:
         task = make_task(task_name)
-        tokenizer = task.tokenizer()
-        policy = task.reference(tokenizer)
-        return np.array(task.evaluate_policy(policy, tokenizer, task.evaluation_prompts()))
+        tokenizer = tiny.task_tokenizer(task)
+        policy = tiny.task_reference(task, tokenizer)
+        return np.array(
+            tiny.evaluate_policy(task, policy, tokenizer, tiny.evaluation_prompts(task))
+        )
 
     return scores
 

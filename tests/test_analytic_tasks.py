@@ -8,8 +8,8 @@ import torch
 from pymoo.problems import get_problem
 
 from moabench import make_algorithm, make_task, per_objective_gradients
-from moabench.metrics import nondominated
-from moabench.runner import execute, resolve_config
+from moabench.evaluation.metrics import nondominated
+from moabench.runs.runner import execute, resolve_config
 
 ANALYTIC = ["zdt1", "zdt2", "fonseca", "cagrad-toy", "dtlz2"]
 

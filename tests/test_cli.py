@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from moabench.records import load_records
+from moabench.runs.records import load_records
 
 
 def test_list_shows_paradigms_and_hyperparameters(cli):
@@ -181,7 +181,7 @@ def test_migrate_fills_parameters_added_since_a_record_was_written(cli, tmp_path
     path = next(old.glob("*.json"))
     data = json.loads(path.read_text())
     del data["config"]["algorithm_params"]["order"]  # as written before `order` existed
-    from moabench.records import RunConfig
+    from moabench.runs.records import RunConfig
 
     data["key"] = RunConfig.model_validate(data["config"]).key()
     path.unlink()

@@ -13,8 +13,8 @@ import pytest
 from pymoo.indicators.gd_plus import GDPlus
 
 from moabench import make_task, simplex_lattice
-from moabench.metrics import igd_plus
-from moabench.runner import execute, resolve_config
+from moabench.evaluation.metrics import igd_plus
+from moabench.runs.runner import execute, resolve_config
 
 SEEDS = (0, 1, 2)
 

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from moabench import combine, make_algorithm, per_objective_gradients
-from moabench.gradients import combine_micro_batches
-from moabench.task import DivergedError
+from moabench.core.gradients import combine_micro_batches
+from moabench.core.task import DivergedError
 
 
 def losses_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -10,11 +10,13 @@ from moabench.tasks.summarization import conciseness, faithfulness, quality
 from scipy.stats import spearmanr
 
 from moabench import gram_matrix, make_algorithm, make_task, per_objective_gradients
-from moabench.errors import ConfigError
-from moabench.gradients import combine
-from moabench.lm import make_batch, sequence_log_probs
-from moabench.preference import bradley_terry_signs, per_objective_dpo_losses
-from moabench.runner import execute, resolve_config
+from moabench.core.errors import ConfigError
+from moabench.core.gradients import combine
+from moabench.language import tiny
+from moabench.language.lm import make_batch, sequence_log_probs
+from moabench.language.preference import per_objective_dpo_losses
+from moabench.language.tiny import bradley_terry_signs
+from moabench.runs.runner import execute, resolve_config
 
 GRID = [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]]
 
@@ -45,8 +47,10 @@ def test_summarization_rules_conflict():
 @pytest.mark.parametrize("task_name", ["safety", "summarization"])
 def test_the_reference_policy_is_neither_optimal_nor_hopeless(task_name):
     task = make_task(task_name)
-    tokenizer = task.tokenizer()
-    scores = task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
+    tokenizer = tiny.task_tokenizer(task)
+    scores = tiny.evaluate_policy(
+        task, tiny.task_reference(task, tokenizer), tokenizer, tiny.evaluation_prompts(task)
+    )
     normalised = 1 - task.space.normalize(np.array(scores))  # 0 = nadir, 1 = ideal
     assert np.all(normalised > 0.05) and np.all(normalised < 0.95), scores
 
@@ -101,9 +105,9 @@ def test_bradley_terry_labels_follow_the_reward_gap_and_ties_are_zero():
 
 def test_raco_coefficients_on_a_real_dpo_batch_are_the_rule_on_its_gram_matrix():
     task = make_task("safety", n_pairs=16)
-    tokenizer = task.tokenizer()
-    reference = task.reference(tokenizer)
-    data, _ = task.preference_data(reference, tokenizer)
+    tokenizer = tiny.task_tokenizer(task)
+    reference = tiny.task_reference(task, tokenizer)
+    data, _ = tiny.preference_data(task, reference, tokenizer)
     batch = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
     policy = type(reference)(reference.config)
     policy.load_state_dict(reference.state_dict())

@@ -3,9 +3,10 @@
 import numpy as np
 import pytest
 
-from moabench.algorithm import GramRule, Paradigm, algorithms
-from moabench.leaderboard import build_leaderboard, check_leaderboard, mean_interval
-from moabench.records import RunConfig, RunRecord, load_records, write_record
+from moabench.core.algorithm import GramRule, Paradigm, algorithms
+from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
+from moabench.evaluation.tables import mean_interval
+from moabench.runs.records import RunConfig, RunRecord, load_records, write_record
 
 SPACE = {
     "names": ["f1", "f2"],
@@ -148,8 +149,8 @@ def test_check_reports_a_stale_page_and_plot_files(results, tmp_path):
 
 
 def test_cost_columns_by_hand(tmp_path):
-    from moabench.leaderboard import task_table
-    from moabench.sweep import SweepConfig, plan_sweep, run_sweep
+    from moabench.evaluation.tables import task_table
+    from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
     plan = plan_sweep(
         SweepConfig(algorithms=["ls", "mgda"], tasks=["zdt1"], seeds=[0], partitions=2)

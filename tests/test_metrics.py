@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from moabench.metrics import (
+from moabench.core.task import ObjectiveSpace
+from moabench.evaluation.metrics import (
     expected_utility,
     front_metrics,
     gd,
@@ -16,7 +17,6 @@ from moabench.metrics import (
     spacing,
     sparsity,
 )
-from moabench.task import ObjectiveSpace
 
 F = np.array([[0.2, 0.8], [0.5, 0.5], [0.8, 0.2], [0.9, 0.9]])
 PF = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
@@ -121,7 +121,7 @@ def test_front_metrics_of_an_empty_front():
 def test_checkpoint_front_by_hand():
     """Points in the normalised space (reference 1.1): step 0 at (1, 1) adds 0.01; step 10 at
     (0.1, 1) adds 1.0 x 0.1; step 20 at (0.1, 0.1) dominates everything: 1.0 x 1.0 = 1."""
-    from moabench.metrics import checkpoint_front
+    from moabench.evaluation.metrics import checkpoint_front
 
     steps = np.array([0, 10, 20])
     points = np.array([[1.0, 1.0], [0.1, 1.0], [0.1, 0.1]])

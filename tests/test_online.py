@@ -13,10 +13,11 @@ from moabench.algorithms.pama import pama_advantage, simplex_weights_zeroing
 from moabench.tasks.math import Math, accuracy, clarity, conciseness
 
 from moabench import make_algorithm, make_task
-from moabench.advantages import advantages
-from moabench.errors import ConfigError
-from moabench.online import checked_rewards, train_online
-from moabench.runner import UnsupportedPairingError, execute, resolve_config
+from moabench.core.errors import ConfigError
+from moabench.language import tiny
+from moabench.language.advantages import advantages
+from moabench.language.tiny import checked_rewards
+from moabench.runs.runner import UnsupportedPairingError, execute, resolve_config
 
 # --- advantage estimators, by hand --------------------------------------------------------------
 
@@ -104,7 +105,7 @@ def test_the_hypervolume_multiplier_acts_under_group_normalised_advantages(monke
     monkeypatch.setattr(torch.optim.Adam, "step", spy)
     task = make_task("math", steps=4, advantage="grpo", n_eval_prompts=8)
     rule = make_algorithm("dynamic-weighting", [1 / 3] * 3, hypervolume_guided=True)
-    train_online(task, rule, 0)
+    task.run(rule, 0)
     steps = learning_rates[-4:]  # (earlier entries: the reference policy's fine-tune, if run here)
     assert steps[:2] == [1e-3, 1e-3]  # the first observation is the reference point
     assert all(lr != 1e-3 for lr in steps[2:])
@@ -145,8 +146,10 @@ def test_math_rules():
 
 def test_math_reference_succeeds_sometimes_but_not_always():
     task = make_task("math")
-    tokenizer = task.tokenizer()
-    scores = task.evaluate_policy(task.reference(tokenizer), tokenizer, task.evaluation_prompts())
+    tokenizer = tiny.task_tokenizer(task)
+    scores = tiny.evaluate_policy(
+        task, tiny.task_reference(task, tokenizer), tokenizer, tiny.evaluation_prompts(task)
+    )
     assert 0.2 < scores[0] < 0.9, scores
 
 
@@ -231,7 +234,7 @@ class BadRewards(Math):
 def test_a_bad_reward_function_is_named_before_training(kind, message):
     task = BadRewards(kind, steps=2, n_eval_prompts=8)
     with pytest.raises(ConfigError, match=message):
-        train_online(task, make_algorithm("ls", [0.4, 0.3, 0.3]), 0)
+        task.run(make_algorithm("ls", [0.4, 0.3, 0.3]), 0)
 
 
 def test_checked_rewards_accepts_good_rewards():
@@ -317,8 +320,8 @@ def test_morlhf_matches_trls_grpo_trainer_within_the_seed_spread(tmp_path):
     """Same tiny model, task, preference and settings, three seeds each: the mean final objectives
     of moabench's `ls` and of trl's GRPOTrainer (reward_weights) differ by no more than the larger
     seed-to-seed range of the two (plus 0.02 for three seeds' noise)."""
-    from moabench.determinism import one_torch_thread
-    from moabench.trl_baselines import grpo_trainer, train_and_evaluate
+    from moabench.core.determinism import one_torch_thread
+    from moabench.language.trl_baselines import grpo_trainer, train_and_evaluate
 
     preference, seeds = [0.6, 0.2, 0.2], [0, 1, 2]
     ours = np.array([online_objectives("ls", "math", tuple(preference), seed) for seed in seeds])

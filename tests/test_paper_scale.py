@@ -10,9 +10,9 @@ import pytest
 import torch
 from datasets import Dataset
 
-from moabench.errors import ConfigError
-from moabench.runner import execute, resolve_config
-from moabench.tiny_lm import build_tokenizer
+from moabench.core.errors import ConfigError
+from moabench.language.tiny import build_tokenizer
+from moabench.runs.runner import execute, resolve_config
 
 WORDS = (
     "how to bake steal poison cook first then next mix cut heat sorry cannot ok well so "
@@ -171,7 +171,7 @@ def test_cli_runs_the_paper_scale(cli, local, tmp_path):
 def test_unlabelled_objectives_are_labelled_by_their_scorer(local):
     from moabench.tasks.summarization import Summarization
 
-    from moabench.paper_scale import read_pairs
+    from moabench.language.hub import read_pairs
 
     task = Summarization(scale="paper", n_objectives=3, dataset=local["reddit"])
     pairs = read_pairs(task.paper_setups["paper"], task.params, task.tiny_space.names)
@@ -279,7 +279,7 @@ def test_a_safe_rlhf_score_model_loads_as_beaver_does(tmp_path):
     from safetensors.torch import load_file, save_file
     from transformers import LlamaConfig, LlamaForSequenceClassification
 
-    from moabench.hub import load_sequence_classifier
+    from moabench.language.loading import load_sequence_classifier
 
     tokenizer = build_tokenizer(WORDS)
     config = LlamaConfig(
@@ -401,7 +401,7 @@ def test_math_rules_by_hand(response, reference, accuracy, clarity):
 
 
 def test_conciseness_is_shorter_than_the_running_mean_and_the_reference_at_evaluation():
-    from moabench.paper_scale import ShorterThanRunningMean
+    from moabench.language.hub import ShorterThanRunningMean
 
     score = ShorterThanRunningMean(lambda responses: np.array([len(r) for r in responses], float))
     assert score([], ["aa", "aaaa"], evaluation=True).tolist() == [1, 0]  # bar: 3 (the reference)

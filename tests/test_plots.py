@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from moabench.plots import plot_fronts
-from moabench.task import ObjectiveSpace
+from moabench.core.task import ObjectiveSpace
+from moabench.evaluation.plots import plot_fronts
 
 TWO = ObjectiveSpace(("f1", "f2"), (False, False), (0.0, 0.0), (1.0, 1.0))
 THREE = ObjectiveSpace(("a", "b", "c"), (True, True, True), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))

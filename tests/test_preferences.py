@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from moabench.preferences import (
+from moabench.core.preferences import (
     PreferenceError,
     PreferenceNormalizedWarning,
     simplex_lattice,

@@ -12,9 +12,9 @@ import pytest
 
 pytest.importorskip("ray")
 
-from moabench.errors import ConfigError  # noqa: E402
-from moabench.records import load_records  # noqa: E402
-from moabench.sweep import SweepConfig, plan_sweep, run_sweep  # noqa: E402
+from moabench.core.errors import ConfigError  # noqa: E402
+from moabench.runs.records import load_records  # noqa: E402
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep  # noqa: E402
 
 PLUGIN = Path(__file__).parent / "data" / "crash_plugin"
 
@@ -39,8 +39,8 @@ def test_a_dead_worker_is_retried_or_recorded_as_failed(tmp_path, install_plugin
     site = install_plugin(PLUGIN)
     script = """
 import sys
-from moabench.records import load_records
-from moabench.sweep import SweepConfig, plan_sweep, run_sweep
+from moabench.runs.records import load_records
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 plan = plan_sweep(SweepConfig(algorithms=["crash", "ls"], tasks=["zdt1"], seeds=[0], partitions=1))
 summary = run_sweep(plan.configs, sys.argv[1], workers=2, executor="ray")
 records = load_records(sys.argv[1]).records

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from moabench import make_algorithm
-from moabench.algorithm import GramRule, Paradigm, algorithms
-from moabench.errors import ConfigError
-from moabench.registry import DuplicateNameError, Registry, UnknownNameError
-from moabench.runner import UnsupportedPairingError, resolve_config
-from moabench.task import tasks
+from moabench.core.algorithm import GramRule, Paradigm, algorithms
+from moabench.core.errors import ConfigError
+from moabench.core.registry import DuplicateNameError, Registry, UnknownNameError
+from moabench.core.task import tasks
+from moabench.runs.runner import UnsupportedPairingError, resolve_config
 
 PLUGIN = Path(__file__).parent / "data" / "example_plugin"
 
@@ -98,7 +98,7 @@ def test_hyperparameters_resolve_default_factories():
     """Defaults built by a factory (a dict, a list) are reported as values, JSON included."""
     import json
 
-    from moabench.task import tasks
+    from moabench.core.task import tasks
 
     defaults = tasks.get("safety").hyperparameters()
     assert defaults["reward_models"] == {} and defaults["lm_eval_tasks"] == []

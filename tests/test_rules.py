@@ -11,7 +11,7 @@ from moabench.algorithms.dynamic_weighting import mirror_descent_step
 from torchjd.aggregation import CAGradWeighting, MGDAWeighting
 
 from moabench import make_algorithm
-from moabench.simplex import conflict_averse_dual, min_norm_point, simplex_qp
+from moabench.core.simplex import conflict_averse_dual, min_norm_point, simplex_qp
 
 RNG = np.random.default_rng(20260522)
 

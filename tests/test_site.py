@@ -8,8 +8,8 @@ from html.parser import HTMLParser
 
 import pytest
 
-from moabench.leaderboard import build_leaderboard
-from moabench.sweep import SweepConfig, plan_sweep, run_sweep
+from moabench.evaluation.leaderboard import build_leaderboard
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
 
 @pytest.fixture(scope="module")

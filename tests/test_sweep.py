@@ -7,8 +7,8 @@ import subprocess
 import sys
 import time
 
-from moabench.records import load_records
-from moabench.sweep import SweepConfig, plan_sweep, run_sweep
+from moabench.runs.records import load_records
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
 FAST = {"zdt1": {"steps": 5}, "dtlz2": {"steps": 5}}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from moabench.algorithm import GramRule, register_algorithm
+from moabench.core.algorithm import GramRule, register_algorithm
 
 
 @register_algorithm("crash")

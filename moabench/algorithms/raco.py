@@ -1,0 +1,36 @@
+"""RACO (Chen et al., ICML 2026, arXiv 2602.02495; repo PeterLauLukChen/RACO): "CAGrad-Clip".
+
+CAGrad around the preference-weighted anchor g0 = sum_i w_i g_i, with the dual solution clipped to
+the preference: p~ = min(p, w) elementwise (not renormalised), direction
+g0 + c ||g0|| G~ / ||G~||, G~ = sum_i p~_i g_i (g0 alone when G~ = 0). So a = w + (c ||g0|| / ||G~||) p~.
+Defaults from the notes: c = 0.4, no 1/(1 + c^2) rescale. Clip off is weighted-anchor CAGrad; c = 0
+is linear scalarization. Clipping changes the direction only when p is interior.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from moabench.algorithms.cagrad import conflict_averse_coefficients
+from pydantic import BaseModel, ConfigDict, Field
+
+from moabench.core.algorithm import GramRule, Paradigm, register_algorithm
+
+
+class RACOParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    c: float = Field(0.4, ge=0, description="radius of the ball around the weighted anchor")
+    clip: bool = Field(True, description="clip the dual weights to the preference, p~ = min(p, w)")
+
+
+@register_algorithm("raco")
+class RACO(GramRule):
+    """RACO: CAGrad around the preference-weighted gradient, dual weights clipped to w."""
+
+    Params = RACOParams
+    home_paradigm = Paradigm.PREFERENCE
+
+    def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
+        return conflict_averse_coefficients(
+            gram, self.preference, self.params.c, clip=self.params.clip
+        )

@@ -1,0 +1,123 @@
+"""The algorithm interface and its registry.
+
+A gradient-level multi-objective algorithm is a *combination rule*: from the m x m Gram matrix
+H_ij = <g_i, g_j> of the per-objective gradients, the preference vector w and its own state, it
+returns coefficients a in R^m; the update direction is sum_i a_i g_i. The same rule object serves
+analytic problems, DPO losses and policy-gradient losses (see `moabench.core.gradients.combine`).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from moabench.core.errors import validate_params
+from moabench.core.preferences import validate_preference
+from moabench.core.registry import Registrable, Registry
+
+
+class Paradigm(str, Enum):
+    """The training settings an algorithm can run in."""
+
+    ANALYTIC = "analytic"
+    PREFERENCE = "preference"
+    ONLINE = "online"
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Algorithm(Registrable):
+    """Base class of every registered algorithm.
+
+    Subclasses set `paradigms`, a pydantic `Params` model (hyperparameters with defaults; unknown
+    fields are rejected) and a docstring whose first line is the one-line description.
+    """
+
+    paradigms: ClassVar[frozenset[Paradigm]]
+    #: The setting of the algorithm's paper: on a task that offers several paradigms (the language
+    #: tasks run on preference pairs or online), a run without an explicit one uses this.
+    home_paradigm: ClassVar[Paradigm | None] = None
+    Params: ClassVar[type[BaseModel]] = NoParams
+
+    def __init__(self, preference: Any, **params: Any) -> None:
+        self.params = validate_params(self.Params, params, f"algorithm {self.name!r}")
+        self.preference = validate_preference(preference)
+
+    @classmethod
+    def supports(cls, paradigm: Paradigm) -> bool:
+        return paradigm in cls.paradigms
+
+    def weight_trajectory_point(self) -> list[float] | None:
+        """The algorithm's current internal weights, for those whose weights move; else None."""
+        return None
+
+    def observe_rewards(self, mean_rewards: np.ndarray) -> None:
+        """Online training: the mean raw reward per objective (maximised) of each step's samples."""
+
+    def online_reward(self, rewards: np.ndarray) -> np.ndarray | None:
+        """Online training: rewards (n, m) -> scalarised rewards (n, 1) for algorithms that
+        combine rewards before the advantage estimator (MORLHF's sum-then-normalise); else None."""
+        return None
+
+    def step_size_multiplier(self) -> float:
+        """Online training: a factor on the next step's learning rate (1 unless overridden)."""
+        return 1.0
+
+
+class GramRule(Algorithm):
+    """A combination rule a = rule(H, w, state); see the module docstring."""
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset(Paradigm)
+    #: False for rules that only need the weighted loss sum (one backward pass, no Gram matrix).
+    needs_gram: ClassVar[bool] = True
+
+    def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
+        """Per-objective coefficients from the Gram matrix (float64, shape (m, m)).
+
+        `learning_rate` is the step size of the update about to be taken; only stateful rules whose
+        paper ties their own update to it (dynamic reward weighting) use it.
+        """
+        raise NotImplementedError
+
+
+class PreferenceLoss(Algorithm):
+    """A loss-level algorithm for preference data: it changes the loss, then takes a plain step.
+
+    `loss` receives, for a batch of pairs (y_a, y_b): `margins` = beta * (log pi/pi_ref (y_a) -
+    log pi/pi_ref (y_b)), shape (batch,); `signs` (m, batch), +1 where objective i prefers y_a, -1
+    where it prefers y_b, 0 for a tie; `reward_differences` (m, batch), r_i(y_a) - r_i(y_b) from
+    the task's margin reward models.
+    """
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.PREFERENCE})
+
+    def loss(self, margins, signs, reward_differences):  # noqa: ANN001, ANN201 - torch tensors
+        raise NotImplementedError
+
+
+class AdvantageRule(Algorithm):
+    """An online algorithm that combines the per-objective advantages into one, per token (e.g.
+    PAMA), then takes a plain policy-gradient step: `combine_advantages` maps (m, n, T) advantages
+    (and the (n, T) importance ratios) to (n, T)."""
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.ONLINE})
+    home_paradigm: ClassVar[Paradigm | None] = Paradigm.ONLINE
+
+    def combine_advantages(self, advantages, ratios):  # noqa: ANN001, ANN201 - torch tensors
+        raise NotImplementedError
+
+
+algorithms: Registry[Algorithm] = Registry(
+    "algorithm", builtin_module="moabench.algorithms", entry_point_group="moabench.algorithms"
+)
+register_algorithm = algorithms.register
+
+
+def make_algorithm(name: str, preference: Any, **params: Any) -> Algorithm:
+    """Instantiate a registered algorithm by name, e.g. `make_algorithm("gapo", [0.5, 0.5], p=2)`."""
+    return algorithms.get(name)(preference, **params)

@@ -1,0 +1,135 @@
+"""The task interface and its registry.
+
+A task owns its objectives (names, which are maximised), its fixed normalisation (ideal and nadir
+points, recorded with every result so that hypervolumes are comparable), its reference Pareto front
+where one is known, and the training loop of its paradigm: `run(algorithm, seed)` returns the final
+objective vector and a trajectory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from moabench.core.algorithm import Algorithm, Paradigm
+from moabench.core.errors import validate_params
+from moabench.core.registry import Registrable, Registry
+
+#: Hypervolume reference point in the normalised minimisation space (ideal = 0, nadir = 1).
+HV_REFERENCE = 1.1
+
+
+@dataclass(frozen=True)
+class ObjectiveSpace:
+    """Objective names, their senses and the task-fixed normalisation, in raw (task) units.
+
+    This is the one place that knows which objectives are maximised: `normalize` maps raw objective
+    vectors to a minimisation space where the ideal point is 0 and the nadir point is 1.
+    """
+
+    names: tuple[str, ...]
+    maximize: tuple[bool, ...]
+    ideal: tuple[float, ...]
+    nadir: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        m = len(self.names)
+        if not (len(self.maximize) == len(self.ideal) == len(self.nadir) == m):
+            raise ValueError("names, maximize, ideal and nadir must have one entry per objective")
+        for name, up, ideal, nadir in zip(self.names, self.maximize, self.ideal, self.nadir):
+            if (ideal <= nadir) if up else (ideal >= nadir):
+                better = "above" if up else "below"
+                raise ValueError(
+                    f"objective {name!r} is {'maximised' if up else 'minimised'}: its ideal "
+                    f"{ideal} must lie {better} its nadir {nadir}"
+                )
+
+    @property
+    def n_objectives(self) -> int:
+        return len(self.names)
+
+    def normalize(self, objectives: np.ndarray) -> np.ndarray:
+        """Raw objective vectors (..., m) -> normalised minimisation space (ideal 0, nadir 1)."""
+        raw = np.asarray(objectives, dtype=np.float64)
+        ideal, nadir = np.asarray(self.ideal), np.asarray(self.nadir)
+        return (raw - ideal) / (nadir - ideal)
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "names": list(self.names),
+            "maximize": list(self.maximize),
+            "ideal": list(self.ideal),
+            "nadir": list(self.nadir),
+            "hv_reference": HV_REFERENCE,
+        }
+
+
+@dataclass
+class RunOutput:
+    """What one training run produces, in raw objective units."""
+
+    objectives: list[float]
+    #: Objective vectors along training (the first is the starting point), at `trajectory_steps`.
+    trajectory: list[list[float]] = field(default_factory=list)
+    trajectory_steps: list[int] = field(default_factory=list)
+    #: The algorithm's internal weights along training, for algorithms whose weights move.
+    weight_trajectory: list[list[float]] = field(default_factory=list)
+    steps: int = 0
+    gradient_evaluations: int = 0
+    #: lm-eval scores of the trained policy ("<task>/<metric>"), where capability tasks were asked
+    capabilities: dict[str, float] = field(default_factory=dict)
+
+
+class DivergedError(RuntimeError):
+    """A run whose objectives or gradients became NaN or infinite."""
+
+
+class Task(Registrable):
+    """Base class of every registered task; subclasses set the class attributes and `run`."""
+
+    #: The training settings the task offers; the first is its default.
+    paradigms: ClassVar[tuple[Paradigm, ...]]
+    Params: ClassVar[type[BaseModel]]
+
+    def __init__(self, **params: Any) -> None:
+        self.params = validate_params(self.Params, params, f"task {self.name!r}")
+
+    @property
+    def paradigm(self) -> Paradigm:
+        """The paradigm of this configuration (the `paradigm` parameter where a task has one)."""
+        chosen = getattr(self.params, "paradigm", None)
+        return Paradigm(chosen) if chosen is not None else self.paradigms[0]
+
+    @property
+    def space(self) -> ObjectiveSpace:
+        raise NotImplementedError
+
+    def pareto_front(self) -> np.ndarray | None:
+        """The exact (or numerically exact) Pareto front in raw units, or None when unknown."""
+        return None
+
+    def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        raise NotImplementedError
+
+    @classmethod
+    def migrated_params(cls, params: dict[str, Any]) -> dict[str, Any]:
+        """A record's task parameters as this version reads them (`moabench migrate`); a task
+        whose parameters changed shape overrides this."""
+        return params
+
+
+class TaskParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+tasks: Registry[Task] = Registry(
+    "task", builtin_module="moabench.tasks", entry_point_group="moabench.tasks"
+)
+register_task = tasks.register
+
+
+def make_task(name: str, **params: Any) -> Task:
+    return tasks.get(name)(**params)

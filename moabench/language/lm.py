@@ -1,0 +1,112 @@
+"""Causal-LM plumbing shared by both scales: right-padded prompt + response batches, the
+log-probability of each response under a model (trl's `selective_log_softmax`), sampling that
+diverged, and the parameters of the last transformer block."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from moabench.core.errors import ConfigError
+from moabench.core.task import DivergedError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+
+@dataclass
+class Batch:
+    """Prompt + response sequences, right-padded; `response_mask` marks the response tokens."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+
+    def to(self, device: str | torch.device) -> Batch:
+        return Batch(
+            self.input_ids.to(device), self.attention_mask.to(device), self.response_mask.to(device)
+        )
+
+
+def make_batch(
+    tokenizer: PreTrainedTokenizerBase,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_length: int | None = None,
+) -> Batch:
+    """Token ids of `prompt response <eos>` for each pair; the response and <eos> are scored.
+    Beyond `max_length` tokens the response keeps at most half of them and the prompt loses
+    its beginning (trl's "keep_end" for the prompt)."""
+    rows, masks = [], []
+    for prompt, response in zip(prompts, responses):
+        prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+        if max_length is not None and len(prompt_ids) + len(response_ids) + 1 > max_length:
+            response_ids = response_ids[: max(max_length // 2, max_length - 1 - len(prompt_ids))]
+            prompt_ids = prompt_ids[len(prompt_ids) - (max_length - 1 - len(response_ids)) :]
+        rows.append(prompt_ids + response_ids + [tokenizer.eos_token_id])
+        masks.append([0] * len(prompt_ids) + [1] * (len(response_ids) + 1))
+    width = max(len(row) for row in rows)
+    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, (row, mask) in enumerate(zip(rows, masks)):
+        input_ids[i, : len(row)] = torch.tensor(row)
+        attention_mask[i, : len(row)] = 1
+        response_mask[i, : len(row)] = torch.tensor(mask, dtype=torch.bool)
+    return Batch(input_ids, attention_mask, response_mask)
+
+
+def token_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """log pi(token_t | tokens_<t) for t >= 1, shape (batch, length - 1); weigh by
+    `batch.response_mask[:, 1:]` to keep the response tokens."""
+    from trl.trainer.utils import selective_log_softmax
+
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return selective_log_softmax(logits[:, :-1], batch.input_ids[:, 1:])
+
+
+def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
+    """Sum of the log-probabilities of each sequence's response tokens, shape (batch,)."""
+    return (token_log_probs(model, batch) * batch.response_mask[:, 1:]).sum(dim=-1)
+
+
+def select_rows(batch: Batch, index: torch.Tensor, trim: bool = True) -> Batch:
+    """The rows `index` of a batch; with `trim`, without the columns that are padding in all."""
+    width = int(batch.attention_mask[index].sum(dim=1).max()) if trim else batch.input_ids.shape[1]
+    return Batch(
+        batch.input_ids[index, :width],
+        batch.attention_mask[index, :width],
+        batch.response_mask[index, :width],
+    )
+
+
+@contextmanager
+def diverged_sampling() -> Iterator[None]:
+    """Sampling from a policy whose probabilities are no longer finite is a diverged run."""
+    try:
+        yield
+    except RuntimeError as error:
+        if "probability tensor contains" not in str(error):
+            raise
+        raise DivergedError(f"sampling failed: {error}") from None
+
+
+def last_block_parameters(model) -> list[torch.Tensor]:
+    """Trainable parameters of the highest-numbered transformer block (GAPO's last layer)."""
+    numbered = [
+        (int(m.group(1)), p)
+        for n, p in model.named_parameters()
+        if p.requires_grad and (m := re.search(r"\.(?:h|layers|layer|blocks)\.(\d+)\.", n))
+    ]
+    if not numbered:
+        raise ConfigError(
+            "gram_parameters='last-block': no numbered transformer blocks among the trainable parameters"
+        )
+    last = max(i for i, _ in numbered)
+    return [p for i, p in numbered if i == last]

@@ -1,0 +1,159 @@
+"""Loading the paper scale's models and datasets through the normal Hugging Face code paths.
+
+Every name may be a Hub id or a local path (a `save_pretrained` / `save_to_disk` folder, a copy of
+a Hub repository, or a JSON/JSONL/CSV/Parquet file). Nothing falls back silently: a load that fails
+raises a `ConfigError` saying what was being loaded, why it failed, and how to point moabench at a
+local copy. transformers, peft and datasets are imported inside the functions (paper scale only).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from moabench.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+T = TypeVar("T")
+
+DATA_FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+
+
+def load_or_explain(what: str, name: str, parameter: str, load: Callable[[], T]) -> T:
+    """`load()`, or a `ConfigError` naming `what` failed to load and how to use a local copy."""
+    try:
+        return load()
+    except (OSError, ValueError, FileNotFoundError, ConnectionError) as error:
+        if Path(name).exists():
+            raise ConfigError(
+                f"{what} {name!r} (a local path) could not be loaded: {error}"
+            ) from None
+        first_line = (
+            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        )
+        raise ConfigError(
+            f"{what} {name!r} could not be loaded from the Hugging Face Hub ({first_line}). "
+            f"If this machine is offline, download it where the Hub is reachable (for instance "
+            f"`hf download {name} --local-dir DIR`, add `--repo-type dataset` for a dataset), "
+            f"copy DIR here and pass `--task-param {parameter}=DIR`; or fill the Hugging Face "
+            f"cache (HF_HOME) and set HF_HUB_OFFLINE=1."
+        ) from None
+
+
+def load_causal_lm(
+    name: str, parameter: str = "policy"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal language model and its tokenizer (pad token set, left padding for generation);
+    a model of another kind (a classifier, a masked LM) is a `ConfigError`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    config = load_or_explain("model", name, parameter, lambda: AutoConfig.from_pretrained(name))
+    causal_classes = set(MODEL_FOR_CAUSAL_LM_MAPPING_NAMES.values())
+    architectures = config.architectures or []
+    if architectures and not set(architectures) & causal_classes:
+        raise ConfigError(
+            f"{parameter} {name!r} is not a causal language model: its architecture is "
+            f"{', '.join(architectures)}; pass a model such as GPT2LMHeadModel or LlamaForCausalLM"
+        )
+    if not architectures and config.model_type not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        raise ConfigError(
+            f"{parameter} {name!r} ({config.model_type}) is not a causal language model"
+        )
+    model = load_or_explain(
+        "model", name, parameter, lambda: AutoModelForCausalLM.from_pretrained(name)
+    )
+    tokenizer = load_tokenizer(name, parameter)
+    return model, tokenizer
+
+
+def load_tokenizer(name: str, parameter: str) -> PreTrainedTokenizerBase:
+    from transformers import AutoTokenizer
+
+    tokenizer = load_or_explain(
+        "tokenizer", name, parameter, lambda: AutoTokenizer.from_pretrained(name)
+    )
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_sequence_classifier(
+    name: str, parameter: str
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A reward model or classifier (`AutoModelForSequenceClassification`, or a safe-rlhf
+    `...ForScore` model such as beaver's), in eval mode. A checkpoint whose head is missing (so
+    transformers would initialise it at random) is a `ConfigError`, never a silently random
+    reward."""
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = load_or_explain(
+        "reward model", name, parameter, lambda: AutoConfig.from_pretrained(name)
+    )
+    options: dict[str, Any] = {}
+    if any(a.endswith("ForScore") for a in config.architectures or []):
+        # safe-rlhf's score models (beaver-7b-v1.0-reward / -cost): the backbone plus a linear
+        # `score_head` read at the last non-padding token, which is what transformers'
+        # ...ForSequenceClassification computes with its `score` layer.
+        options = {
+            "key_mapping": {r"^score_head": "score"},
+            "num_labels": getattr(config, "score_dim", 1),
+        }
+    model, info = load_or_explain(
+        "reward model",
+        name,
+        parameter,
+        lambda: AutoModelForSequenceClassification.from_pretrained(
+            name, output_loading_info=True, **options
+        ),
+    )
+    if info["missing_keys"]:
+        raise ConfigError(
+            f"reward model {name!r}: the checkpoint lacks weights for {sorted(info['missing_keys'])[:3]}; "
+            "it is not a sequence-classification model that transformers can load, and its head "
+            "would be random"
+        )
+    model.eval()
+    tokenizer = load_tokenizer(name, parameter)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def load_rows(name: str, parameter: str, split: str, data_dir: str | None = None) -> Dataset:
+    """A dataset split: a `save_to_disk` folder, a data file (by suffix), or a Hub id / local
+    repository copy through `load_dataset(name, data_dir=..., split=...)`."""
+    import datasets
+
+    path = Path(name)
+
+    def load() -> Any:
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+            loaded = datasets.load_from_disk(str(path))
+            return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
+        if path.suffix in DATA_FILE_FORMATS and path.is_file():
+            return datasets.load_dataset(
+                DATA_FILE_FORMATS[path.suffix], data_files=str(path), split="train"
+            )
+        return datasets.load_dataset(name, data_dir=data_dir, split=split)
+
+    datasets.disable_progress_bars()
+    return load_or_explain("dataset", name, parameter, load)
+
+
+def with_lora(model: PreTrainedModel, rank: int) -> PreTrainedModel:
+    """`model` with LoRA adapters of `rank` on peft's default target modules for its
+    architecture (rank 0: the model itself, fully trainable)."""
+    if rank == 0:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=rank, lora_alpha=2 * rank, lora_dropout=0.0, task_type="CAUSAL_LM")
+    with warnings.catch_warnings():  # peft's notice that GPT-2's Conv1D layers are transposed
+        warnings.filterwarnings("ignore", message="fan_in_fan_out", category=UserWarning)
+        return get_peft_model(model, config)

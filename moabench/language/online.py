@@ -1,0 +1,163 @@
+"""Online training of the language tasks: sample, score every objective, per-objective advantages,
+and one policy-gradient loss per objective combined by the algorithm.
+
+Each step samples `group_size` responses to each of `prompts_per_step` prompts from the policy,
+scores them with the task's rewards (m per response) and turns each objective's rewards into
+advantages A_i (`moabench.language.advantages`). With r_t = pi(y_t) / pi_old(y_t) per response token,
+
+    L_i = -mean_t min(r_t A_i, clip(r_t, 1 - eps, 1 + eps) A_i) + kl_coef * KL_t(pi || pi_ref)
+
+(the clip acts only from the second of `ppo_epochs` updates on a batch; KL_t is the k3 estimator
+exp(ref - logp) - (ref - logp) - 1; with `kl_in_reward` the sequence KL is subtracted from the
+rewards instead). Then:
+- a `GramRule` (ls, mgda, gapo, raco, dynamic-weighting, ...) combines the m losses through
+  `moabench.core.gradients.combine`, exactly as on the analytic problems and the DPO losses;
+- an `AdvantageRule` (PAMA) combines the m advantages per token into one, for one loss;
+- an algorithm whose `online_reward` scalarises the rewards first (MORLHF's sum-then-normalise
+  order) gets one advantage from sum_i w_i r_i, for one loss.
+The policy runs without dropout (so the first ratio is exactly 1). Evaluation samples on
+held-out prompts with a fixed seed, as in preference training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from moabench.core.algorithm import AdvantageRule, Algorithm, GramRule
+from moabench.core.gradients import check_finite_losses, combine
+from moabench.core.task import DivergedError, RunOutput
+from moabench.language.advantages import advantages as estimate_advantages
+from moabench.language.lm import Batch, last_block_parameters, token_log_probs
+from moabench.language.params import LanguageParams
+from moabench.language.training import EVALUATIONS_ALONG_TRAINING, make_optimizer
+
+
+def clipped_surrogate(
+    advantage: torch.Tensor, ratio: torch.Tensor, mask: torch.Tensor, epsilon: float
+) -> torch.Tensor:
+    """-mean over response tokens of min(r A, clip(r) A); advantage and ratio (n, T)."""
+    clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
+    per_token = torch.minimum(ratio * advantage, clipped * advantage)
+    return -(per_token * mask).sum() / mask.sum()
+
+
+def k3_kl(log_probs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Per-token k3 estimate of KL(pi || pi_ref): exp(d) - d - 1 with d = ref - logp."""
+    d = reference - log_probs
+    return torch.exp(d) - d - 1
+
+
+@dataclass
+class OnlineProblem:
+    """What the online trainer needs, at any scale (built by `moabench.language.tiny` or
+    `moabench.language.hub`)."""
+
+    policy: torch.nn.Module
+    prompts: Callable[[np.random.Generator, int], list[str]]  # training prompts
+    sample: Callable[[list[str], int], list[str]]  # (prompts, seed) -> the policy's responses
+    batch: Callable[[list[str], list[str]], Batch]  # prompt + response token ids
+    reference_log_probs: Callable[[Batch], torch.Tensor]  # per token, under the reference
+    rewards: Callable[[list[str], list[str]], np.ndarray]  # checked, (n, m)
+    evaluate: Callable[[], list[float]]
+    device: str = "cpu"
+    capabilities: Callable[[torch.nn.Module], dict[str, float]] | None = None
+
+
+def train_online(
+    problem: OnlineProblem, algorithm: Algorithm, seed: int, params: LanguageParams, m: int
+) -> RunOutput:
+    """Online training of `problem.policy` on `params`' schedule: m per-objective losses combined
+    by a `GramRule`, advantages combined by an `AdvantageRule`, or one scalarised reward."""
+    policy = problem.policy
+    policy.eval()  # no dropout: the importance ratio starts at exactly 1
+    parameters = [p for p in policy.parameters() if p.requires_grad]
+    gram_parameters = (
+        last_block_parameters(policy) if params.gram_parameters == "last-block" else None
+    )
+    optimizer = make_optimizer(params, parameters)
+    prompt_rng = np.random.default_rng(seed)
+    evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
+    output = RunOutput(objectives=[])
+    eps = params.clip_epsilon
+
+    for step in range(params.steps):
+        if step % evaluate_every == 0:
+            output.trajectory.append(problem.evaluate())
+            output.trajectory_steps.append(step)
+            policy.eval()
+            weights = algorithm.weight_trajectory_point()
+            if weights is not None:
+                output.weight_trajectory.append(weights)
+        prompts = [
+            p for p in problem.prompts(prompt_rng, params.prompts_per_step)
+            for _ in range(params.group_size)
+        ]  # fmt: skip
+        responses = problem.sample(prompts, seed * 1_000_003 + step)
+        rewards = problem.rewards(prompts, responses)
+        batch = problem.batch(prompts, responses)
+        mask = batch.response_mask[:, 1:].float()
+        with torch.no_grad():
+            old_log_probs = token_log_probs(policy, batch)
+            reference_log_probs = problem.reference_log_probs(batch)
+        if params.kl_in_reward:
+            sequence_kl = ((old_log_probs - reference_log_probs) * mask).sum(dim=1)
+            rewards = rewards - params.kl_coef * sequence_kl.cpu().numpy()[:, None]
+        scalarised = algorithm.online_reward(rewards)
+        per_objective = scalarised if scalarised is not None else rewards
+        grouped = per_objective.reshape(params.prompts_per_step, params.group_size, -1)
+        advantage = torch.as_tensor(
+            estimate_advantages(grouped, params.advantage).reshape(len(prompts), -1).T,
+            dtype=torch.float32,
+            device=problem.device,
+        )  # (m or 1, n)
+        learning_rate = params.learning_rate * algorithm.step_size_multiplier()
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+        for _ in range(params.ppo_epochs):
+            log_probs = token_log_probs(policy, batch)
+            ratio = torch.exp(log_probs - old_log_probs)
+            kl = 0.0
+            if not params.kl_in_reward and params.kl_coef > 0:
+                kl = (
+                    params.kl_coef
+                    * (k3_kl(log_probs, reference_log_probs) * mask).sum()
+                    / mask.sum()
+                )
+
+            try:
+                if isinstance(algorithm, GramRule) and scalarised is None:
+                    losses = torch.stack(
+                        [clipped_surrogate(a[:, None], ratio, mask, eps) + kl for a in advantage]
+                    )
+                    combine(losses, parameters, algorithm, learning_rate, gram_parameters)
+                else:
+                    if isinstance(algorithm, AdvantageRule):
+                        token_advantages = advantage[:, :, None].expand(-1, -1, ratio.shape[1])
+                        combined = algorithm.combine_advantages(token_advantages, ratio.detach())
+                    else:
+                        combined = advantage[0][:, None]
+                    loss = clipped_surrogate(combined, ratio, mask, eps) + kl
+                    check_finite_losses(loss.reshape(1))
+                    optimizer.zero_grad()
+                    loss.backward()
+            except DivergedError as error:
+                raise DivergedError(f"step {step}: {error}") from None
+            optimizer.step()
+        algorithm.observe_rewards(rewards.mean(axis=0))
+
+    output.objectives = problem.evaluate()
+    if problem.capabilities is not None:
+        output.capabilities = problem.capabilities(policy)
+    output.trajectory.append(output.objectives)
+    output.trajectory_steps.append(params.steps)
+    weights = algorithm.weight_trajectory_point()
+    if weights is not None:
+        output.weight_trajectory.append(weights)
+    output.steps = params.steps
+    needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram and scalarised is None
+    output.gradient_evaluations = params.steps * params.ppo_epochs * (m if needs_gram else 1)
+    return output

@@ -1,0 +1,312 @@
+"""The `tiny` scale: a word-level tokenizer built from a task's vocabulary, a small GPT-2 built
+from a transformers config, a reference policy from a short supervised fine-tune (cached on disk
+by config hash and loaded back through the normal `from_pretrained` path), and the problems that
+the trainers take, built from the task's hooks (`TinyTask`).
+
+The trainers never see the hidden rules: preference training learns from pairs sampled from the
+reference policy and labelled per objective with Bradley-Terry noise; online training scores its
+samples with the rules as its reward. Evaluation samples on held-out prompts with a fixed seed and
+scores each objective with its rule.
+
+transformers and tokenizers are imported inside the functions, so registering the language tasks
+(and `moabench list`) does not pay their import time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import torch
+
+from moabench.core.determinism import one_torch_thread
+from moabench.core.task import ObjectiveSpace
+from moabench.language.lm import (
+    diverged_sampling,
+    make_batch,
+    sequence_log_probs,
+    token_log_probs,
+)
+from moabench.language.online import OnlineProblem
+from moabench.language.pairs import PreferencePairs
+from moabench.language.preference import PreferenceProblem
+from moabench.language.training import EVALUATION_SEED, checked_scores
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerFast
+
+PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, SEP)
+
+
+def cache_dir() -> Path:
+    """Where reference policies are cached: $MOABENCH_CACHE, else ~/.cache/moabench."""
+    return Path(os.environ.get("MOABENCH_CACHE", Path.home() / ".cache" / "moabench"))
+
+
+def _quiet_transformers() -> None:
+    """No progress bars or advisory warnings from transformers inside runs and sweeps."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def build_tokenizer(vocabulary: Sequence[str]) -> PreTrainedTokenizerFast:
+    """A whitespace word-level tokenizer whose ids are the special tokens, then `vocabulary`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    _quiet_transformers()
+    words = list(SPECIAL_TOKENS) + [w for w in vocabulary if w not in SPECIAL_TOKENS]
+    backend = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token=PAD))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS, sep_token=SEP
+    )
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    n_embd: int = 48
+    n_layer: int = 2
+    n_head: int = 2
+    n_positions: int = 32
+    sft_steps: int = 300
+    sft_batch_size: int = 64
+    sft_learning_rate: float = 3e-3
+    seed: int = 0
+
+
+def build_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig) -> PreTrainedModel:
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(config.seed)
+    return GPT2LMHeadModel(
+        GPT2Config(
+            vocab_size=len(tokenizer),
+            n_positions=config.n_positions,
+            n_embd=config.n_embd,
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+
+
+def generate_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    seed: int,
+    temperature: float = 1.0,
+) -> list[str]:
+    """Sample one response per prompt with a fixed seed; text up to <eos>."""
+    torch.manual_seed(seed)
+    tokenizer.padding_side = "left"
+    encoded = tokenizer(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
+    with torch.no_grad(), diverged_sampling():
+        output = model.generate(
+            **encoded,
+            max_new_tokens=max_new_tokens,
+            do_sample=True,
+            top_k=0,
+            temperature=temperature,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    new_tokens = output[:, encoded["input_ids"].shape[1] :]
+    responses = []
+    for row in new_tokens.tolist():
+        if tokenizer.eos_token_id in row:
+            row = row[: row.index(tokenizer.eos_token_id)]
+        words = tokenizer.convert_ids_to_tokens(row)
+        responses.append(" ".join(w for w in words if w not in SPECIAL_TOKENS))
+    return responses
+
+
+def reference_policy(
+    name: str,
+    tokenizer: PreTrainedTokenizerFast,
+    config: TinyModelConfig,
+    demonstrations: Callable[[np.random.Generator, int], tuple[list[str], list[str]]],
+) -> PreTrainedModel:
+    """The supervised fine-tune of a fresh tiny model on `demonstrations(generator, n)` (prompts,
+    responses), cached under `cache_dir()/references/<name>-<hash of vocabulary and config>`."""
+    from transformers import AutoModelForCausalLM
+
+    key = hashlib.sha256(
+        json.dumps([name, tokenizer.get_vocab(), asdict(config)], sort_keys=True).encode()
+    ).hexdigest()[:16]
+    path = cache_dir() / "references" / f"{name}-{key}"
+    if not (path / "config.json").exists():
+        with one_torch_thread():  # the same weights whoever trains it first (test, run, worker)
+            _train_reference(path, tokenizer, config, demonstrations)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    model.eval()
+    return model
+
+
+def _train_reference(path: Path, tokenizer, config: TinyModelConfig, demonstrations) -> None:
+    model = build_model(tokenizer, config)
+    generator = torch.Generator().manual_seed(config.seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.sft_learning_rate)
+    model.train()
+    for _ in range(config.sft_steps):
+        # one numpy generator per batch, seeded from the run's torch generator
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=generator)))
+        prompts, responses = demonstrations(rng, config.sft_batch_size)
+        loss = -sequence_log_probs(model, make_batch(tokenizer, prompts, responses)).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    model.save_pretrained(scratch)
+    try:
+        os.replace(scratch, path)  # atomic: concurrent workers never see a half-written model
+    except OSError:  # another worker finished first
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --- the problems the trainers take, from a task's hooks ------------------------------------------
+
+
+class TinyTask(Protocol):
+    """What the tiny scale reads of a language task (see `moabench.language.task.LanguageTask`)."""
+
+    name: str
+    params: Any
+    model_config: TinyModelConfig
+    max_response_tokens: int
+    tiny_space: ObjectiveSpace
+
+    def vocabulary(self) -> list[str]: ...
+
+    def sample_prompts(self, generator: np.random.Generator, n: int) -> list[str]: ...
+
+    def demonstrations(self, rng: np.random.Generator, n: int) -> tuple[list[str], list[str]]: ...
+
+    def rewards(self, prompts: list[str], responses: list[str]) -> np.ndarray: ...
+
+
+def task_tokenizer(task: TinyTask) -> PreTrainedTokenizerFast:
+    return build_tokenizer(task.vocabulary())
+
+
+def task_reference(task: TinyTask, tokenizer: PreTrainedTokenizerFast) -> PreTrainedModel:
+    return reference_policy(task.name, tokenizer, task.model_config, task.demonstrations)
+
+
+def bradley_terry_signs(
+    rewards_a: np.ndarray, rewards_b: np.ndarray, noise: float, generator: np.random.Generator
+) -> np.ndarray:
+    """Per-objective labels (m, n): +1 (a preferred) with probability sigmoid((r_a - r_b)/noise),
+    else -1; exact ties are 0."""
+    difference = (rewards_a - rewards_b).T
+    prefer_a = generator.random(difference.shape) < 1 / (1 + np.exp(-difference / noise))
+    return np.where(difference == 0, 0.0, np.where(prefer_a, 1.0, -1.0))
+
+
+def preference_data(
+    task: TinyTask, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
+) -> tuple[PreferencePairs, torch.Tensor]:
+    """Pairs sampled from the reference policy, labelled per objective with BT noise, and
+    the hidden rules' reward differences r_i(y_a) - r_i(y_b), shape (m, n)."""
+    params = task.params
+    generator = np.random.default_rng(params.data_seed)
+    prompts = task.sample_prompts(generator, params.n_pairs)
+    seed = params.data_seed
+    responses_a = generate_responses(reference, tokenizer, prompts, task.max_response_tokens, seed)
+    responses_b = generate_responses(
+        reference, tokenizer, prompts, task.max_response_tokens, seed + 1
+    )
+    rewards_a = task.rewards(prompts, responses_a)
+    rewards_b = task.rewards(prompts, responses_b)
+    signs = bradley_terry_signs(rewards_a, rewards_b, params.label_noise, generator)
+    pairs = PreferencePairs(
+        prompts, responses_a, responses_b, torch.as_tensor(signs, dtype=torch.float32)
+    )
+    return pairs, torch.as_tensor((rewards_a - rewards_b).T, dtype=torch.float32)
+
+
+def evaluation_prompts(task: TinyTask) -> list[str]:
+    return task.sample_prompts(np.random.default_rng(EVALUATION_SEED), task.params.n_eval_prompts)
+
+
+def evaluate_policy(
+    task: TinyTask, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
+) -> list[float]:
+    """Mean hidden score per objective of responses sampled with a fixed seed."""
+    policy.eval()
+    responses = generate_responses(
+        policy, tokenizer, prompts, task.max_response_tokens, EVALUATION_SEED
+    )
+    policy.train()
+    return task.rewards(prompts, responses).mean(axis=0).tolist()
+
+
+def checked_rewards(task: TinyTask, prompts: list[str], responses: list[str]) -> np.ndarray:
+    """`task.rewards(...)` as float64 (n, m), or a `ConfigError` naming what is wrong with it."""
+    return checked_scores(
+        task.rewards(prompts, responses),
+        task.tiny_space.names,
+        f"task {task.name!r}: rewards()",
+        len(responses),
+    )
+
+
+def preference_problem(task: TinyTask) -> PreferenceProblem:
+    tokenizer = task_tokenizer(task)
+    policy = task_reference(task, tokenizer)
+    data, differences = preference_data(task, policy, tokenizer)
+    eval_prompts = evaluation_prompts(task)
+    return PreferenceProblem(
+        policy=policy,
+        pairs=make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b),
+        signs=data.signs,
+        reward_differences=lambda: differences,
+        evaluate=lambda model: evaluate_policy(task, model, tokenizer, eval_prompts),
+        trim_padding=False,
+    )
+
+
+def online_problem(task: TinyTask) -> OnlineProblem:
+    tokenizer = task_tokenizer(task)
+    policy = task_reference(task, tokenizer)
+    reference = copy.deepcopy(policy).eval().requires_grad_(False)
+    eval_prompts = evaluation_prompts(task)
+    temperature = task.params.temperature
+
+    def sample(prompts: list[str], seed: int) -> list[str]:
+        return generate_responses(
+            policy, tokenizer, prompts, task.max_response_tokens, seed, temperature
+        )
+
+    def evaluate() -> list[float]:
+        responses = generate_responses(
+            policy, tokenizer, eval_prompts, task.max_response_tokens, EVALUATION_SEED
+        )
+        return checked_rewards(task, eval_prompts, responses).mean(axis=0).tolist()
+
+    return OnlineProblem(
+        policy=policy,
+        prompts=task.sample_prompts,
+        sample=sample,
+        batch=lambda prompts, responses: make_batch(tokenizer, prompts, responses),
+        reference_log_probs=lambda batch: token_log_probs(reference, batch),
+        rewards=lambda prompts, responses: checked_rewards(task, prompts, responses),
+        evaluate=evaluate,
+    )

@@ -1,0 +1,87 @@
+"""Sweeps on Ray: each run is a Ray task with its resource requests (one CPU, `gpus_per_run`
+GPUs), writing the same records as the local executor, so a sweep resumes the same way.
+
+A worker that dies (killed, out of memory, node lost) has its run retried `retries` times by
+Ray; a run that still fails is recorded as failed with the reason, and the sweep goes on. Records
+are written by the run itself into `results_dir` (on a cluster: a shared filesystem), atomically;
+the driver writes only the records of runs whose worker died. Ray is an optional extra:
+`pip install "moabench[ray]"`.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from moabench.core.errors import ConfigError
+from moabench.runs.records import RunConfig, RunRecord, write_record
+from moabench.runs.runner import failed_record, run_and_record
+
+
+def run_on_ray(
+    pending: Sequence[RunConfig],
+    results_dir: Path,
+    collect: Callable[[RunRecord], None],
+    address: str | None = None,
+    cpus: int | None = None,
+    gpus_per_run: float = 0.0,
+    retries: int = 1,
+) -> None:
+    """Run `pending` as Ray tasks; `address=None` starts a local Ray instance with `cpus` CPUs."""
+    ray = _import_ray()
+    started_here = not ray.is_initialized()
+    if started_here and address is not None:
+        check_answers(address)
+    if started_here:
+        try:
+            ray.init(
+                address=address, num_cpus=cpus if address is None else None,
+                include_dashboard=False, log_to_driver=False, logging_level="ERROR",
+                configure_logging=False,
+            )  # fmt: skip
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            where = f"Ray address {address!r}" if address else "a local Ray instance"
+            raise ConfigError(f"could not connect to {where}: {error}") from None
+    try:
+        remote = ray.remote(run_and_record).options(
+            num_cpus=1, num_gpus=gpus_per_run, max_retries=retries
+        )
+        running = {remote.remote(config, Path(results_dir)): config for config in pending}
+        while running:
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            config = running.pop(ref)
+            try:
+                record = ray.get(ref)
+            except ray.exceptions.RayError as error:
+                reason = f"worker failure after {retries} retries: {type(error).__name__}"
+                record = failed_record(config, reason)
+                write_record(record, results_dir)
+            collect(record)
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def check_answers(address: str, timeout: float = 5.0) -> None:
+    """A `ConfigError` unless something listens at a HOST:PORT (or ray://HOST:PORT) address:
+    ray.init would otherwise keep retrying for minutes. "auto" and "local" are left to Ray."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ConfigError(
+            f"could not connect to Ray address {address!r}: {error.strerror or error}"
+        ) from None
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(
+            "--executor ray needs Ray, an optional extra: pip install 'moabench[ray]'"
+        ) from None
+    return ray

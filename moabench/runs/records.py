@@ -1,0 +1,263 @@
+"""Run configs and run records: one JSON file per run, keyed by the hash of its full config.
+
+Records are written atomically (temporary file + `os.replace`), so a killed sweep leaves either a
+whole record or none, and re-running a sweep skips the keys already on disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from moabench.core.errors import describe_validation_error
+
+SCHEMA_VERSION = 1
+RECORDED_PACKAGES = (
+    "moabench", "torch", "numpy", "scipy", "pymoo", "moocore", "quadprog", "torchjd", "pydantic",
+)  # fmt: skip
+
+
+class RunConfig(BaseModel):
+    """Everything that determines a run. Params are stored with their defaults resolved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    algorithm: str
+    algorithm_params: dict[str, Any] = Field(default_factory=dict)
+    task: str
+    task_params: dict[str, Any] = Field(default_factory=dict)
+    preference: list[float]
+    seed: int = 0
+
+    def key(self) -> str:
+        """A stable 16-hex-digit hash of the canonical JSON of the config."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+class Cost(BaseModel):
+    wall_time_s: float = 0.0
+    steps: int = 0
+    gradient_evaluations: int = 0
+
+
+class Trajectory(BaseModel):
+    steps: list[int] = Field(default_factory=list)
+    objectives: list[list[float]] = Field(default_factory=list)
+    weights: list[list[float]] = Field(default_factory=list)
+
+
+class RunRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = SCHEMA_VERSION
+    key: str
+    config: RunConfig
+    paradigm: str
+    status: Literal["ok", "failed"]
+    reason: str | None = None
+    objectives: list[float] | None = None
+    objective_space: dict[str, Any]
+    trajectory: Trajectory = Field(default_factory=Trajectory)
+    capabilities: dict[str, float] = Field(default_factory=dict)  # lm-eval: "<task>/<metric>"
+    cost: Cost = Field(default_factory=Cost)
+    provenance: dict[str, Any] = Field(default_factory=dict)
+
+
+class CorruptRecordError(ValueError):
+    """A record file that cannot be read as a `RunRecord`."""
+
+
+def record_path(results_dir: Path, key: str) -> Path:
+    return Path(results_dir) / f"{key}.json"
+
+
+def ensure_writable(results_dir: Path) -> None:
+    """Create `results_dir` if needed and check that records can be written there, before any
+    run starts; a `ConfigError` names the folder and the reason otherwise."""
+    from moabench.core.errors import ConfigError
+
+    try:
+        Path(results_dir).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=results_dir):
+            pass
+    except OSError as error:
+        raise ConfigError(
+            f"results folder {results_dir} is not writable: {error.strerror or error}"
+        ) from None
+
+
+def write_record(record: RunRecord, results_dir: Path) -> Path:
+    """Write `record` atomically as `<results_dir>/<key>.json`."""
+    results_dir = Path(results_dir)
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = record_path(results_dir, record.key)
+    text = json.dumps(record.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=f".{record.key}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_record(path: Path) -> RunRecord:
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise CorruptRecordError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(data, dict):
+        raise CorruptRecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise CorruptRecordError(
+            f"{path}: schema_version {data.get('schema_version')!r}, this moabench reads "
+            f"{SCHEMA_VERSION}"
+        )
+    try:
+        record = RunRecord.model_validate(data)
+    except ValidationError as error:
+        raise CorruptRecordError(f"{path}: {describe_validation_error(error)}") from None
+    if record.key != record.config.key() or Path(path).stem != record.key:
+        raise CorruptRecordError(f"{path}: key {record.key!r} does not match its config")
+    return record
+
+
+@dataclass
+class LoadedRecords:
+    records: list[RunRecord]
+    #: (path, reason) for every file that was skipped.
+    skipped: list[tuple[Path, str]]
+
+
+def load_records(results_dir: Path) -> LoadedRecords:
+    """Every readable record under `results_dir` and its subfolders (one per contributor, say),
+    sorted by key. Corrupt files are reported; so is a record whose key is already taken by a
+    different record (the first, in path order, is kept; an identical copy is simply ignored)."""
+    by_key: dict[str, tuple[Path, RunRecord]] = {}
+    skipped = []
+    for path in sorted(Path(results_dir).rglob("*.json")):
+        try:
+            record = read_record(path)
+        except CorruptRecordError as error:
+            skipped.append((path, str(error)))
+            continue
+        if record.key not in by_key:
+            by_key[record.key] = (path, record)
+        elif by_key[record.key][1] != record:
+            skipped.append(
+                (path, f"same key as {by_key[record.key][0]} but different contents; kept that one")
+            )
+    return LoadedRecords([record for _, (_, record) in sorted(by_key.items())], skipped)
+
+
+def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> list[str]:
+    """Differences between re-run records and the records of the same keys in `reference_dir`
+    (status, reason, objectives and trajectory within `tolerance`); one line each, [] if none."""
+    reference = {r.key: r for r in load_records(reference_dir).records}
+    differences = []
+    for rerun in load_records(rerun_dir).records:
+        label = f"{rerun.key} ({rerun.config.algorithm} on {rerun.config.task}, seed {rerun.config.seed})"
+        committed = reference.get(rerun.key)
+        if committed is None:
+            differences.append(f"{label}: not in {reference_dir}")
+        elif (rerun.status, rerun.reason) != (committed.status, committed.reason):
+            differences.append(
+                f"{label}: {rerun.status} {rerun.reason!r}, committed {committed.status} {committed.reason!r}"
+            )
+        elif rerun.status == "ok":
+            pairs = [(rerun.objectives, committed.objectives)] + list(
+                zip(rerun.trajectory.objectives, committed.trajectory.objectives)
+            )
+            gap = max(float(np.max(np.abs(np.subtract(a, b)))) for a, b in pairs)
+            if (
+                len(rerun.trajectory.objectives) != len(committed.trajectory.objectives)
+                or gap > tolerance
+            ):
+                differences.append(
+                    f"{label}: objectives {rerun.objectives}, committed {committed.objectives} (largest difference {gap:.3g})"
+                )
+    return differences
+
+
+def finished_keys(results_dir: Path) -> set[str]:
+    """Keys of the runs already on disk (ok or failed): a resumed sweep skips these."""
+    return (
+        {path.stem for path in Path(results_dir).glob("*.json")}
+        if Path(results_dir).is_dir()
+        else set()
+    )
+
+
+@lru_cache(maxsize=1)
+def provenance() -> dict[str, Any]:
+    """Package versions, git commit and hardware of this process, recorded with every run."""
+    packages = {}
+    for name in RECORDED_PACKAGES:
+        try:
+            packages[name] = version(name)
+        except PackageNotFoundError:
+            packages[name] = None
+    return {
+        "packages": packages,
+        "python": platform.python_version(),
+        "git_commit": _git_commit(),
+        "hardware": _hardware(),
+    }
+
+
+def _git_commit() -> str | None:
+    source = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=source, capture_output=True, text=True, timeout=5,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if commit.returncode != 0:
+        return None
+    return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _hardware() -> dict[str, Any]:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpus = (
+        [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available()
+        else []
+    )
+    return {
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "gpus": gpus,
+    }
