@@ -26,6 +26,7 @@ from moabench.core.errors import describe_validation_error
 SCHEMA_VERSION = 1
 RECORDED_PACKAGES = (
     "moabench", "torch", "numpy", "scipy", "pymoo", "moocore", "quadprog", "torchjd", "pydantic",
+    "transformers", "tokenizers", "trl", "peft", "datasets", "accelerate",
 )  # fmt: skip
 
 
