@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from moabench.core.algorithm import algorithms
 from moabench.core.errors import ConfigError, describe_validation_error
@@ -41,11 +42,18 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # help is plain text: "moabench[ray]" keeps its brackets
 )
-console = Console()
-err = Console(stderr=True)
+# No console markup: messages carry user text (paths, parameters, "moabench[ray]") as it is.
+console = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 USER_ERRORS = (UnknownNameError, ConfigError, PreferenceError, CorruptRecordError, OSError)
+
+
+def say(console_: Console, label: str, style: str, text: object) -> None:
+    """`label` in `style`, then `text` as it is: brackets in it are not read as markup."""
+    console_.print(Text.assemble((label, style), " ", str(text)), highlight=False, soft_wrap=True)
 
 
 class UsageError(ValueError):
@@ -57,7 +65,7 @@ def user_errors() -> Iterator[None]:
     """Turn bad input into one `error:` line and exit status 2; show notices (normalisation)."""
 
     def notice(message, category, *args, **kwargs) -> None:  # noqa: ANN001 - warnings' signature
-        err.print(f"[yellow]notice:[/yellow] {message}", highlight=False)
+        say(err, "notice:", "yellow", message)
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", PreferenceNormalizedWarning)
@@ -65,7 +73,7 @@ def user_errors() -> Iterator[None]:
         try:
             yield
         except (*USER_ERRORS, UsageError) as error:
-            err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+            say(err, "error:", "red", error)
             raise typer.Exit(2) from None
 
 
@@ -177,11 +185,13 @@ def run(
         record = execute(config)
         path = write_record(record, results_dir)
     if record.status != "ok":
-        err.print(f"[red]run failed:[/red] {record.reason} (record: {path})", highlight=False)
+        say(err, "run failed:", "red", f"{record.reason} (record: {path})")
         raise typer.Exit(1)
     names = record.objective_space["names"]
     table = Table(
-        "objective", "value", title=f"{algo} on {task}, w = {config.preference}, seed {seed}"
+        "objective",
+        "value",
+        title=f"{algo} on {task} ({record.paradigm} training), w = {config.preference}, seed {seed}",
     )
     for name, value in zip(names, record.objectives or []):
         table.add_row(name, f"{value:.6g}")
@@ -296,9 +306,13 @@ def main() -> None:
 @app.command()
 def leaderboard(
     results_dir: Annotated[Path, typer.Option(help="where the run records are")] = Path("results"),
-    out: Annotated[Path, typer.Option(help="where LEADERBOARD.md and plots/ are written")] = Path(
-        "leaderboard"
-    ),
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="where LEADERBOARD.md, plots/ and site/ are written; default RESULTS_DIR/leaderboard "
+            "(so that the repository's committed leaderboard/ is only written when named)"
+        ),
+    ] = None,
     check: Annotated[
         bool,
         typer.Option("--check", help="compare with the files in --out instead; exit 1 if stale"),
@@ -308,6 +322,7 @@ def leaderboard(
     with user_errors():
         if not results_dir.is_dir():
             raise UsageError(f"--results-dir {results_dir}: no such folder")
+        out = results_dir / "leaderboard" if out is None else out
         if check:
             differences = check_leaderboard(results_dir, out)
             _report_skipped(load_records(results_dir).skipped)
@@ -377,6 +392,4 @@ def reproduce(
 
 def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
     for path, reason in skipped:
-        err.print(
-            f"[yellow]warning:[/yellow] skipped {path}: {reason}", highlight=False, soft_wrap=True
-        )
+        say(err, "warning:", "yellow", f"skipped {path}: {reason}")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -22,9 +23,17 @@ def describe_validation_error(error: ValidationError) -> str:
     )
 
 
+@cache
+def strict(model: type[Model]) -> type[Model]:
+    """`model` that also rejects unknown fields and NaN or infinite numbers, whatever its own
+    config says (a plugin's `Params` that forgot `extra="forbid"` still catches a typo)."""
+    config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    return type(model.__name__, (model,), {"model_config": config, "__module__": model.__module__})
+
+
 def validate_params(model: type[Model], params: dict[str, Any], owner: str) -> Model:
-    """`model(**params)`, or a `ConfigError` such as "algorithm 'gapo': field 'p': ..."."""
+    """`strict(model)(**params)`, or a `ConfigError` such as "algorithm 'gapo': field 'p': ..."."""
     try:
-        return model(**params)
+        return strict(model)(**params)
     except ValidationError as error:
         raise ConfigError(f"{owner}: {describe_validation_error(error)}") from None

@@ -42,11 +42,12 @@ def validate_preference(
         raise PreferenceError(f"preference {w.tolist()} has non-finite entries")
     if np.any(w < 0):
         raise PreferenceError(f"preference {w.tolist()} has negative entries")
-    total = w.sum()
-    if total == 0:
+    if not np.any(w > 0):
         raise PreferenceError("preference is all zeros; at least one weight must be positive")
+    total = w.sum()
     if not np.isclose(total, 1.0, rtol=0, atol=1e-9):
-        normalised = w / total
+        scaled = w / w.max()  # huge weights would overflow the sum to infinity
+        normalised = scaled / scaled.sum()
         warnings.warn(
             f"preference {w.tolist()} sums to {total:g}; normalised to "
             f"{np.round(normalised, 6).tolist()}",

@@ -108,6 +108,7 @@ def write_record(record: RunRecord, results_dir: Path) -> Path:
     text = json.dumps(record.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
     fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=f".{record.key}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the group
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
@@ -117,6 +118,12 @@ def write_record(record: RunRecord, results_dir: Path) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def read_record(path: Path) -> RunRecord:

@@ -1,0 +1,105 @@
+"""Hostile and unusual input (issue 11): literal text in messages, strict parameters, huge
+preferences, record permissions, the install's extras, and defaults that leave committed files
+alone."""
+
+import os
+import re
+import warnings
+from importlib.metadata import metadata, requires
+
+import pytest
+from packaging.requirements import Requirement
+from pydantic import BaseModel
+
+from moabench import GramRule, make_algorithm, make_task
+from moabench.core.errors import ConfigError
+from moabench.core.preferences import validate_preference
+from moabench.runs.records import load_records
+
+
+def test_extras_are_spelled_as_the_packages_spell_them():
+    """pip 23.2 (Python 3.11's venv) skips an extra whose spelling differs from the package's
+    metadata (`quadprog_projector` for `quadprog-projector`), and UPGrad then cannot import."""
+    for line in requires("moabench"):
+        requirement = Requirement(line)
+        if requirement.extras and "extra ==" not in line:
+            offered = metadata(requirement.name).get_all("Provides-Extra") or []
+            assert requirement.extras <= set(offered), (line, offered)
+
+
+@pytest.mark.parametrize("weights", [[1e308, 1e308], [1e308, 0.0], [3e307, 1e307]])
+def test_huge_but_valid_preferences_are_normalised(weights):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        w = validate_preference(weights)
+    scaled = [x / max(weights) for x in weights]
+    assert w.tolist() == pytest.approx([x / sum(scaled) for x in scaled])
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_non_finite_hyperparameters_are_errors(value):
+    with pytest.raises(ConfigError, match="field 'c': Input should be a finite number"):
+        make_algorithm("cagrad", [0.5, 0.5], c=value)
+    with pytest.raises(ConfigError, match="field 'learning_rate': Input should be a finite"):
+        make_task("zdt1", learning_rate=value)
+    with pytest.raises(ConfigError, match="field 'beta': Input should be a finite"):
+        make_task("safety", beta=value)
+
+
+def test_a_plugin_params_model_that_forgot_extra_forbid_still_rejects_a_typo():
+    class LooseParams(BaseModel):  # no model_config: pydantic ignores unknown fields
+        scale: float = 1.0
+
+    class Loose(GramRule):
+        """A rule whose Params forgot extra="forbid"."""
+
+        Params = LooseParams
+        name = "loose-test-rule"
+
+        def coefficients(self, gram, learning_rate=0.0):
+            return self.preference * self.params.scale
+
+    with pytest.raises(ConfigError, match="field 'scael': Extra inputs are not permitted"):
+        Loose([0.5, 0.5], scael=2.0)
+    with pytest.raises(ConfigError, match="finite"):
+        Loose([0.5, 0.5], scale=float("inf"))
+    assert Loose([0.5, 0.5], scale=2.0).params.scale == 2.0
+
+
+def test_records_are_written_with_the_umask_s_permissions(cli, tmp_path):
+    previous = os.umask(0o022)
+    try:
+        result = cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(tmp_path))
+    finally:
+        os.umask(previous)
+    assert result.exit_code == 0, result.output
+    (path,) = tmp_path.glob("*.json")
+    assert path.stat().st_mode & 0o777 == 0o644
+
+
+def test_brackets_in_messages_are_printed_as_they_are(cli, tmp_path):
+    result = cli("run", "--algo", "ls", "--task", "zdt1", "--preference", "inf,1",
+                 "--results-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 2
+    assert "preference [inf, 1.0] has non-finite entries" in result.output
+    helped = cli("sweep", "--help")
+    assert "moabench[ray]" in re.sub(r"\s+", "", helped.output)
+
+
+def test_run_says_which_paradigm_ran(cli, tmp_path):
+    result = cli("run", "--algo", "gapo", "--task", "zdt1", "--results-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert "(analytic training)" in " ".join(result.output.split())
+
+
+def test_the_leaderboard_s_defaults_do_not_touch_a_leaderboard_folder(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    committed = tmp_path / "leaderboard" / "LEADERBOARD.md"
+    committed.parent.mkdir()
+    committed.write_text("committed standings\n")
+    assert cli("run", "--algo", "ls", "--task", "zdt1").exit_code == 0
+    result = cli("leaderboard")
+    assert result.exit_code == 0, result.output
+    assert committed.read_text() == "committed standings\n"
+    assert (tmp_path / "results" / "leaderboard" / "LEADERBOARD.md").exists()
+    assert len(load_records(tmp_path / "results").records) == 1
