@@ -26,7 +26,7 @@ from moabench.core.errors import ConfigError, describe_validation_error
 from moabench.core.preferences import PreferenceError, PreferenceNormalizedWarning
 from moabench.core.registry import UnknownNameError
 from moabench.core.task import tasks
-from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
+from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard, usable_records
 from moabench.runs.records import (
     CorruptRecordError,
     compare_records,
@@ -239,6 +239,9 @@ def sweep(
         str | None, typer.Option(help="Ray: the cluster's address [a new local instance]")
     ] = None,
     gpus_per_run: Annotated[float, typer.Option(min=0, help="Ray: GPUs each run requests")] = 0.0,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="run again the runs recorded as failed")
+    ] = False,
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
@@ -271,6 +274,7 @@ def sweep(
                 executor=executor.value,
                 ray_address=address,
                 gpus_per_run=gpus_per_run,
+                retry_failed=retry_failed,
             )
             progress.advance(bar, summary.already_done)
     console.print(
@@ -325,7 +329,7 @@ def leaderboard(
         out = results_dir / "leaderboard" if out is None else out
         if check:
             differences = check_leaderboard(results_dir, out)
-            _report_skipped(load_records(results_dir).skipped)
+            _report_skipped(usable_records(results_dir)[1])
             if differences:
                 console.print(
                     f"the leaderboard in {out} is stale; the regenerated one differs:",

@@ -2,6 +2,7 @@
 preferences, record permissions, the install's extras, and defaults that leave committed files
 alone."""
 
+import json
 import os
 import re
 import warnings
@@ -103,3 +104,69 @@ def test_the_leaderboard_s_defaults_do_not_touch_a_leaderboard_folder(cli, tmp_p
     assert committed.read_text() == "committed standings\n"
     assert (tmp_path / "results" / "leaderboard" / "LEADERBOARD.md").exists()
     assert len(load_records(tmp_path / "results").records) == 1
+
+
+def _one_record(cli, folder, *args):
+    result = cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(folder), *args)
+    assert result.exit_code == 0, result.output
+    (path,) = [p for p in folder.glob("*.json")]
+    return path
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (lambda r: r.update(objectives=[float("nan"), 1.0]), "objectives: not finite"),
+        (lambda r: r.update(objectives=[0.1, 0.2, 0.3]), "objectives: expected 2 values"),
+        (lambda r: r["trajectory"]["objectives"].append([1.0]), "trajectory point"),
+        (lambda r: r.update(objectives=None), "objectives: expected 2 values"),
+        (lambda r: r.update(status="failed", reason=None), "a failed run without a reason"),
+        (lambda r: r["objective_space"].update(ideal=[0.0]), "objective_space"),
+        (
+            lambda r: r["objective_space"].update(names=["helpfulness", "harmlessness"]),
+            "objective space names ['helpfulness', 'harmlessness'], but task 'zdt1' with these "
+            "parameters has ['f1', 'f2']",
+        ),
+        (
+            lambda r: r["objective_space"].update(maximize=[True, True], ideal=[2.0, 2.0]),
+            "objective space maximize [True, True], but task 'zdt1'",
+        ),
+        (lambda r: r["objective_space"].update(nadir=[5.0, 5.0]), "objective space nadir"),
+        (lambda r: r.update(paradigm="online"), "paradigm 'online', but these task parameters"),
+    ],
+)
+def test_a_bad_record_is_skipped_with_a_warning_naming_its_file(cli, tmp_path, tamper, reason):
+    good = tmp_path / "good"
+    _one_record(cli, good, "--preference", "0.3,0.7")
+    bad = _one_record(cli, tmp_path / "bad", "--preference", "0.6,0.4")
+    record = json.loads(bad.read_text())
+    tamper(record)
+    bad.write_text(json.dumps(record))
+    target = good / "contributed" / bad.name
+    target.parent.mkdir()
+    bad.replace(target)
+    board = tmp_path / "board"
+    result = cli("leaderboard", "--results-dir", str(good), "--out", str(board))
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert f"warning: skipped {target}" in output and reason in output
+    table = (board / "LEADERBOARD.md").read_text()
+    assert "| 1 | ls |" in table and "| 1 | 0/1 |" in table  # one seed, one run: the good one
+
+
+def test_a_sweep_reruns_an_unreadable_record_and_retries_failed_ones_when_asked(cli, tmp_path):
+    sweep = ("sweep", "--algo", "ls", "--task", "zdt1", "--seeds", "0", "--partitions", "1",
+             "--results-dir", str(tmp_path))  # fmt: skip
+    assert cli(*sweep).exit_code == 0
+    first, second = sorted(tmp_path.glob("*.json"))
+    first.write_text("{ truncated")
+    record = json.loads(second.read_text())
+    record.update(status="failed", reason="error: ImportError: qpsolvers", objectives=None)
+    second.write_text(json.dumps(record))
+    again = cli(*sweep)
+    assert "2 runs: 1 already done, 1 ok, 0 failed" in " ".join(again.output.split())
+    assert json.loads(first.read_text())["status"] == "ok"
+    assert json.loads(second.read_text())["status"] == "failed"
+    retried = cli(*sweep, "--retry-failed")
+    assert "2 runs: 1 already done, 1 ok, 0 failed" in " ".join(retried.output.split())
+    assert json.loads(second.read_text())["status"] == "ok"

@@ -10,9 +10,9 @@ is linear scalarization. Clipping changes the direction only when p is interior.
 from __future__ import annotations
 
 import numpy as np
-from moabench.algorithms.cagrad import conflict_averse_coefficients
 from pydantic import BaseModel, ConfigDict, Field
 
+from moabench.algorithms.cagrad import conflict_averse_coefficients
 from moabench.core.algorithm import GramRule, Paradigm, register_algorithm
 
 

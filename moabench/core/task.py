@@ -107,6 +107,11 @@ class Task(Registrable):
     def space(self) -> ObjectiveSpace:
         raise NotImplementedError
 
+    @property
+    def space_is_fixed(self) -> bool:
+        """Whether `space` is known before a run (False where a run measures its normalisation)."""
+        return True
+
     def pareto_front(self) -> np.ndarray | None:
         """The exact (or numerically exact) Pareto front in raw units, or None when unknown."""
         return None

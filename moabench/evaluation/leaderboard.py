@@ -21,14 +21,29 @@ from moabench.evaluation.tables import (
     TaskTable,
     default_reference_front,
     standings,
+    task_mismatch,
 )
-from moabench.runs.records import load_records
+from moabench.runs.records import RunRecord, load_records
 
 
 @dataclass
 class LeaderboardResult:
     tables: list[TaskTable]
     skipped: list[tuple[Path, str]]
+
+
+def usable_records(results_dir: Path) -> tuple[list[RunRecord], list[tuple[Path, str]]]:
+    """The records under `results_dir` that can stand in their task's table, and (path, reason)
+    for every file left out: unreadable, inconsistent, or not of its task's shape."""
+    loaded = load_records(results_dir)
+    records, skipped = [], list(loaded.skipped)
+    for record in loaded.records:
+        mismatch = task_mismatch(record)
+        if mismatch is None:
+            records.append(record)
+        else:
+            skipped.append((loaded.paths[record.key], mismatch))
+    return records, skipped
 
 
 def build_leaderboard(
@@ -40,8 +55,8 @@ def build_leaderboard(
     """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md`, the web page
     `out_dir/site/index.html` and the front plots `out_dir/plots/` (where a PNG that no table
     draws any more is removed)."""
-    loaded = load_records(results_dir)
-    configurations = standings(loaded.records, reference_front)
+    records, skipped = usable_records(results_dir)
+    configurations = standings(records, reference_front)
     tables = [configuration.table for configuration in configurations]
     out_dir = Path(out_dir)
     if plots:
@@ -62,7 +77,7 @@ def build_leaderboard(
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "LEADERBOARD.md").write_text(render_markdown(tables))
     write_site(tables, out_dir)
-    return LeaderboardResult(tables, loaded.skipped)
+    return LeaderboardResult(tables, skipped)
 
 
 def _drawn_plots(tables: list[TaskTable]) -> set[str]:

@@ -14,12 +14,14 @@ import math
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
 from scipy.stats import bootstrap
 
 from moabench.core.algorithm import Paradigm, algorithms
+from moabench.core.errors import ConfigError
 from moabench.core.task import ObjectiveSpace, tasks
 from moabench.evaluation.metrics import checkpoint_front, front_metrics, nondominated
 from moabench.runs.records import RunRecord
@@ -231,6 +233,39 @@ class TaskConfiguration:
     table: TaskTable
     #: per algorithm label: (final points, their preferences), raw units
     points: dict[str, tuple[np.ndarray, np.ndarray]]
+
+
+def task_mismatch(record: RunRecord) -> str | None:
+    """Why `record` cannot stand in its registered task's table (its parameters are not valid
+    here, or its objective space or paradigm are not the task's), or None; a task this
+    installation does not know is taken as the record describes it."""
+    if record.config.task not in tasks:
+        return None
+    expected = _task_shape(record.config.task, _canonical(record.config.task_params))
+    if isinstance(expected, str):
+        return expected
+    space, fixed, paradigm = expected
+    recorded = record.objective_space
+    for part in ("names", "maximize", "ideal", "nadir") if fixed else ("names", "maximize"):
+        if list(recorded[part]) != list(getattr(space, part)):
+            return (
+                f"objective space {part} {recorded[part]}, but task {record.config.task!r} "
+                f"with these parameters has {list(getattr(space, part))}"
+            )
+    if record.paradigm != paradigm:
+        return f"paradigm {record.paradigm!r}, but these task parameters give {paradigm!r}"
+    return None
+
+
+@cache
+def _task_shape(task: str, params: str) -> tuple[ObjectiveSpace, bool, str] | str:
+    """(objective space, whether it is fixed, paradigm) of a task configuration, or the reason
+    it is not valid."""
+    try:
+        instance = tasks.get(task)(**json.loads(params))
+    except ConfigError as error:
+        return f"its task parameters are not valid here ({error})"
+    return instance.space, instance.space_is_fixed, instance.paradigm.value
 
 
 def standings(

@@ -112,6 +112,10 @@ class LanguageTask(Task):
         m = len(self.tiny_space.names)
         return ObjectiveSpace(self.tiny_space.names, (True,) * m, (1.0,) * m, (0.0,) * m)
 
+    @property
+    def space_is_fixed(self) -> bool:
+        return self.params.scale == "tiny"
+
     # --- the tiny scale's hooks -------------------------------------------------------------------
     def vocabulary(self) -> list[str]:
         raise NotImplementedError

@@ -12,7 +12,7 @@ import os
 import platform
 import subprocess
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -144,7 +144,37 @@ def read_record(path: Path) -> RunRecord:
         raise CorruptRecordError(f"{path}: {describe_validation_error(error)}") from None
     if record.key != record.config.key() or Path(path).stem != record.key:
         raise CorruptRecordError(f"{path}: key {record.key!r} does not match its config")
+    problem = inconsistency(record)
+    if problem is not None:
+        raise CorruptRecordError(f"{path}: {problem}")
     return record
+
+
+def inconsistency(record: RunRecord) -> str | None:
+    """What makes a record unusable although its schema is valid, or None: an objective space
+    whose lists differ in length or hold non-finite bounds; a successful run whose objectives or
+    trajectory are missing, of another length than the space's names, or not finite; a failure
+    without a reason."""
+    space = record.objective_space
+    try:
+        names, maximize = list(space["names"]), list(space["maximize"])
+        bounds = np.asarray([space["ideal"], space["nadir"]], dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        return "objective_space needs names, maximize, ideal and nadir"
+    m = len(names)
+    if len(maximize) != m or bounds.shape != (2, m) or not np.all(np.isfinite(bounds)):
+        return f"objective_space: names, maximize, ideal and nadir must be {m} finite entries each"
+    if record.status == "failed":
+        return None if record.reason else "a failed run without a reason"
+    vectors = [("objectives", record.objectives)] + [
+        (f"trajectory point {i}", point) for i, point in enumerate(record.trajectory.objectives)
+    ]
+    for what, vector in vectors:
+        if vector is None or len(vector) != m:
+            return f"{what}: expected {m} values ({', '.join(map(str, names))}), got {vector}"
+        if not np.all(np.isfinite(vector)):
+            return f"{what}: not finite ({vector})"
+    return None
 
 
 @dataclass
@@ -152,6 +182,8 @@ class LoadedRecords:
     records: list[RunRecord]
     #: (path, reason) for every file that was skipped.
     skipped: list[tuple[Path, str]]
+    #: the file each record was read from, by key
+    paths: dict[str, Path] = field(default_factory=dict)
 
 
 def load_records(results_dir: Path) -> LoadedRecords:
@@ -172,7 +204,11 @@ def load_records(results_dir: Path) -> LoadedRecords:
             skipped.append(
                 (path, f"same key as {by_key[record.key][0]} but different contents; kept that one")
             )
-    return LoadedRecords([record for _, (_, record) in sorted(by_key.items())], skipped)
+    return LoadedRecords(
+        [record for _, (_, record) in sorted(by_key.items())],
+        skipped,
+        {key: path for key, (path, _) in by_key.items()},
+    )
 
 
 def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> list[str]:
@@ -204,13 +240,18 @@ def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> l
     return differences
 
 
-def finished_keys(results_dir: Path) -> set[str]:
-    """Keys of the runs already on disk (ok or failed): a resumed sweep skips these."""
-    return (
-        {path.stem for path in Path(results_dir).glob("*.json")}
-        if Path(results_dir).is_dir()
-        else set()
-    )
+def finished_keys(results_dir: Path, retry_failed: bool = False) -> set[str]:
+    """Keys of the runs whose readable record is in `results_dir` (ok, or failed unless
+    `retry_failed`): a resumed sweep skips these, and re-runs those whose file is unreadable."""
+    finished = set()
+    for path in Path(results_dir).glob("*.json") if Path(results_dir).is_dir() else []:
+        try:
+            record = read_record(path)
+        except CorruptRecordError:
+            continue
+        if record.status == "ok" or not retry_failed:
+            finished.add(record.key)
+    return finished
 
 
 @lru_cache(maxsize=1)

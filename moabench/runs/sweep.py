@@ -122,12 +122,14 @@ def run_sweep(
     executor: Literal["local", "ray"] = "local",
     ray_address: str | None = None,
     gpus_per_run: float = 0.0,
+    retry_failed: bool = False,
 ) -> SweepSummary:
-    """Run every config whose key is not yet in `results_dir`: on `workers` local processes, or
-    as Ray tasks (`executor="ray"`, on `ray_address` or a local instance of `workers` CPUs)."""
+    """Run every config whose key has no readable record in `results_dir` (nor a failed one,
+    with `retry_failed`): on `workers` local processes, or as Ray tasks (`executor="ray"`, on
+    `ray_address` or a local instance of `workers` CPUs)."""
     ensure_writable(results_dir)
     unique = list({config.key(): config for config in configs}.values())
-    done = finished_keys(results_dir)
+    done = finished_keys(results_dir, retry_failed)
     pending = [config for config in unique if config.key() not in done]
     summary = SweepSummary(total=len(unique), already_done=len(unique) - len(pending))
 
