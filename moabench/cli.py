@@ -7,6 +7,7 @@ starting with "error:" and exits with status 2; no traceback.
 from __future__ import annotations
 
 import json
+import signal
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +36,7 @@ from moabench.runs.records import (
     write_record,
 )
 from moabench.runs.runner import execute, reresolve, resolve_config
-from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
+from moabench.runs.sweep import SweepConfig, SweepInterrupted, plan_sweep, run_sweep
 
 app = typer.Typer(
     help="moabench: benchmark multi-objective alignment algorithms.",
@@ -266,16 +267,30 @@ def sweep(
             console=err, transient=False,
         ) as progress:  # fmt: skip
             bar = progress.add_task("runs", total=len({c.key() for c in plan.configs}))
-            summary = run_sweep(
-                plan.configs,
-                results_dir,
-                workers=workers,
-                on_record=lambda record: progress.advance(bar),
-                executor=executor.value,
-                ray_address=address,
-                gpus_per_run=gpus_per_run,
-                retry_failed=retry_failed,
-            )
+            try:
+                summary = run_sweep(
+                    plan.configs,
+                    results_dir,
+                    workers=workers,
+                    on_record=lambda record: progress.advance(bar),
+                    executor=executor.value,
+                    ray_address=address,
+                    gpus_per_run=gpus_per_run,
+                    retry_failed=retry_failed,
+                )
+            except SweepInterrupted as stop:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping already; say so and exit
+                progress.stop()
+                done = stop.summary
+                say(
+                    err,
+                    "interrupted:",
+                    "yellow",
+                    f"{done.ok + len(done.failed)} runs finished in this sweep "
+                    f"({done.already_done} of the {done.total} were done before); "
+                    "run the same command again to resume",
+                )
+                raise typer.Exit(130) from None
             progress.advance(bar, summary.already_done)
     console.print(
         f"{summary.total} runs: {summary.already_done} already done, {summary.ok} ok, "

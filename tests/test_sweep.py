@@ -6,6 +6,9 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import pytest
 
 from moabench.runs.records import load_records
 from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
@@ -100,3 +103,79 @@ def test_a_killed_sweep_resumes_without_losing_or_duplicating_records(tmp_path):
     assert all(json.loads(p.read_text())["key"] == p.stem for p in files)
     assert {p.name: p.read_bytes() for p in files if p.name in survivors} == survivors
     assert load_records(results).skipped == []
+
+
+SLOW_SWEEP = ["--algo", "ls,mgda,raco,upgrad", "--task", "zdt1,zdt2,dtlz2",
+              "--seeds", "0,1,2,3", "--workers", "2"]  # fmt: skip
+
+
+def tagged_processes(tag: str) -> list[int]:
+    """Processes whose environment holds MOABENCH_TEST_TAG=tag (a sweep and all it started)."""
+    found = []
+    for environ in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if f"MOABENCH_TEST_TAG={tag}".encode() in environ.read_bytes().split(b"\0"):
+                found.append(int(environ.parent.name))
+        except OSError:
+            pass
+    return found
+
+
+def start_tagged_sweep(results: Path, tag: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+    command = [
+        sys.executable,
+        "-m",
+        "moabench",
+        "sweep",
+        *SLOW_SWEEP,
+        "--results-dir",
+        str(results),
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
+        start_new_session=True, env=os.environ | {"MOABENCH_TEST_TAG": tag},
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 20:
+        time.sleep(0.05)
+    return process
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_ctrl_c_stops_a_sweep_and_its_workers_and_says_how_to_resume(tmp_path):
+    results, tag = tmp_path / "results", f"ctrl-c-{os.getpid()}"
+    process = start_tagged_sweep(results, tag)
+    os.killpg(process.pid, signal.SIGINT)  # what a terminal's Ctrl-C does
+    time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGINT)  # a second one, impatient
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    message = " ".join(stderr.split())
+    assert "interrupted:" in message and "run the same command again to resume" in message
+    assert wait_until(lambda: not tagged_processes(tag), 10), "workers outlived the sweep"
+    stopped_at = sorted(p.name for p in results.glob("*.json"))
+    time.sleep(1.5)
+    assert sorted(p.name for p in results.glob("*.json")) == stopped_at  # no run started after
+    assert f"{len(stopped_at)} runs finished in this sweep" in message
+    assert load_records(results).skipped == []
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_a_sweep_killed_with_sigkill_leaves_no_process_behind(tmp_path):
+    tag = f"sigkill-{os.getpid()}"
+    process = start_tagged_sweep(tmp_path / "results", tag, stderr=subprocess.DEVNULL)
+    os.kill(process.pid, signal.SIGKILL)  # the main process only
+    process.wait(timeout=20)
+    left = wait_until(lambda: not tagged_processes(tag), 15)
+    for pid in tagged_processes(tag):  # clean up after a failure
+        os.kill(pid, signal.SIGKILL)
+    assert left, "workers, forkserver or resource tracker outlived the killed sweep"

@@ -8,6 +8,10 @@ the runs in flight and never leaves a partial record.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -147,15 +151,59 @@ def run_sweep(
         run_on_ray(pending, results_dir, collect, ray_address, workers, gpus_per_run)
         return summary
     if workers <= 1 or len(pending) <= 1:
-        for config in pending:
-            collect(run_and_record(config, results_dir))
+        try:
+            for config in pending:
+                collect(run_and_record(config, results_dir))
+        except KeyboardInterrupt:
+            raise SweepInterrupted(summary) from None
         return summary
     # forkserver: workers fork from a clean server that imported moabench once (no torch state
     # is inherited from this process, and no worker pays the import again).
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(["moabench.runs.sweep", "moabench.algorithms", "moabench.tasks"])
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_worker_setup, initargs=(os.getpid(),)
+    )
+    try:
         futures = [pool.submit(run_and_record, config, results_dir) for config in pending]
         for future in as_completed(futures):
             collect(future.result())
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the stop
+        try:
+            pool.shutdown(wait=False, cancel_futures=True)  # no queued run starts
+            for worker in multiprocessing.active_children():
+                worker.terminate()  # runs in flight leave no record: a resume re-runs them
+            pool.shutdown(wait=True)
+        finally:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        raise SweepInterrupted(summary) from None
+    pool.shutdown(wait=True)
     return summary
+
+
+class SweepInterrupted(Exception):
+    """Ctrl-C stopped the sweep; `summary` counts the runs that finished before it."""
+
+    def __init__(self, summary: SweepSummary) -> None:
+        super().__init__("interrupted")
+        self.summary = summary
+
+
+def _worker_setup(main_pid: int) -> None:
+    """In each worker: Ctrl-C is the main process's to handle (it stops the workers), and a
+    worker whose main process is gone (killed with SIGKILL, say) exits within a second instead
+    of running on as an orphan."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def exit_when_orphaned() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(main_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, owned by another user: not ours to judge
+                pass
+
+    threading.Thread(target=exit_when_orphaned, daemon=True).start()
