@@ -294,7 +294,9 @@ def sweep(
             progress.advance(bar, summary.already_done)
     console.print(
         f"{summary.total} runs: {summary.already_done} already done, {summary.ok} ok, "
-        f"{len(summary.failed)} failed; records in {results_dir}",
+        f"{len(summary.failed)} failed"
+        + (f", {summary.elsewhere} run by another sweep" if summary.elsewhere else "")
+        + f"; records in {results_dir}",
         highlight=False,
     )
     for record in summary.failed:

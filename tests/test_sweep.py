@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -50,10 +52,10 @@ def test_rerunning_a_sweep_skips_finished_runs(tmp_path):
         SweepConfig(algorithms=["ls"], tasks=["zdt1"], seeds=[0], partitions=2, task_params=FAST)
     )
     first = run_sweep(plan.configs, tmp_path)
-    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    before = {p.name: p.read_bytes() for p in tmp_path.glob("*.json")}
     second = run_sweep(plan.configs, tmp_path)
     assert (first.ok, second.ok, second.already_done) == (3, 0, 3)
-    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert {p.name: p.read_bytes() for p in tmp_path.glob("*.json")} == before
 
 
 def objectives_by_key(results_dir):
@@ -179,3 +181,42 @@ def test_a_sweep_killed_with_sigkill_leaves_no_process_behind(tmp_path):
     for pid in tagged_processes(tag):  # clean up after a failure
         os.kill(pid, signal.SIGKILL)
     assert left, "workers, forkserver or resource tracker outlived the killed sweep"
+
+
+def test_two_sweeps_on_one_folder_never_run_a_run_twice(tmp_path):
+    results = tmp_path / "results"
+    command = [sys.executable, "-m", "moabench", "sweep", "--algo", "ls,mgda,raco,upgrad",
+               "--task", "zdt1,zdt2", "--seeds", "0,1", "--workers", "1",
+               "--results-dir", str(results)]  # fmt: skip
+    sweeps = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [" ".join(sweep.communicate(timeout=300)[0].split()) for sweep in sweeps]
+    assert all(sweep.returncode == 0 for sweep in sweeps), outputs
+    expected = len(
+        plan_sweep(
+            SweepConfig(
+                algorithms=["ls", "mgda", "raco", "upgrad"], tasks=["zdt1", "zdt2"], seeds=[0, 1]
+            )  # fmt: skip
+        ).configs
+    )
+    ran = [int(re.search(r"already done, (\d+) ok", out).group(1)) for out in outputs]
+    assert sum(ran) == expected, outputs  # each run ran once, in one of the two sweeps
+    assert len(list(results.glob("*.json"))) == expected
+    assert not list((results / ".claims").glob("*")), "claims are released"
+
+
+def test_an_expired_claim_is_taken_over_and_a_live_one_is_respected(tmp_path):
+    from moabench.runs import claims
+
+    path = claims.claim_path(tmp_path, "k")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getpid()}))
+    assert not claims.try_claim(tmp_path, "k")  # alive: this very process
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    path.write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid}))
+    assert claims.try_claim(tmp_path, "k")  # its owner is gone
+    path.write_text(json.dumps({"host": "another-host", "pid": 1}))
+    assert not claims.try_claim(tmp_path, "k")  # fresh, on another host
+    stale = time.time() - claims.EXPIRY_S - 1
+    os.utime(path, (stale, stale))
+    assert claims.try_claim(tmp_path, "k")  # not touched for longer than the expiry

@@ -22,7 +22,7 @@ from moabench.runs.runner import failed_record, run_and_record
 def run_on_ray(
     pending: Sequence[RunConfig],
     results_dir: Path,
-    collect: Callable[[RunRecord], None],
+    collect: Callable[[RunRecord | None], None],
     address: str | None = None,
     cpus: int | None = None,
     gpus_per_run: float = 0.0,

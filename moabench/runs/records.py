@@ -12,6 +12,7 @@ import os
 import platform
 import subprocess
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib.metadata import PackageNotFoundError, version
@@ -240,11 +241,22 @@ def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> l
     return differences
 
 
-def finished_keys(results_dir: Path, retry_failed: bool = False) -> set[str]:
+def finished_keys(
+    results_dir: Path, retry_failed: bool = False, keys: Iterable[str] | None = None
+) -> set[str]:
     """Keys of the runs whose readable record is in `results_dir` (ok, or failed unless
-    `retry_failed`): a resumed sweep skips these, and re-runs those whose file is unreadable."""
+    `retry_failed`), among `keys` (default: every record there): a resumed sweep skips these,
+    and re-runs those whose file is unreadable."""
+    folder = Path(results_dir)
+    paths = (
+        [record_path(folder, key) for key in keys]
+        if keys is not None
+        else (folder.glob("*.json") if folder.is_dir() else [])
+    )
     finished = set()
-    for path in Path(results_dir).glob("*.json") if Path(results_dir).is_dir() else []:
+    for path in paths:
+        if not path.exists():
+            continue
         try:
             record = read_record(path)
         except CorruptRecordError:

@@ -18,7 +18,16 @@ from moabench.core.determinism import one_torch_thread
 from moabench.core.errors import ConfigError, validate_params
 from moabench.core.preferences import validate_preference
 from moabench.core.task import DivergedError, Task, tasks
-from moabench.runs.records import Cost, RunConfig, RunRecord, Trajectory, provenance, write_record
+from moabench.runs.claims import claimed
+from moabench.runs.records import (
+    Cost,
+    RunConfig,
+    RunRecord,
+    Trajectory,
+    finished_keys,
+    provenance,
+    write_record,
+)
 
 
 class UnsupportedPairingError(ConfigError):
@@ -133,13 +142,20 @@ def execute(config: RunConfig) -> RunRecord:
     )
 
 
-def run_and_record(config: RunConfig, results_dir: Path) -> RunRecord:
-    """Execute one run and write its record; an unexpected error is recorded as a failure."""
-    try:
-        record = execute(config)
-    except Exception as error:  # noqa: BLE001 - the sweep goes on; the record keeps the reason
-        record = failed_record(config, f"error: {type(error).__name__}: {error}")
-    write_record(record, results_dir)
+def run_and_record(
+    config: RunConfig, results_dir: Path, retry_failed: bool = False
+) -> RunRecord | None:
+    """Claim the run, execute it and write its record (an unexpected error is recorded as a
+    failure); None when another sweep holds its claim or has meanwhile written its record."""
+    key = config.key()
+    with claimed(results_dir, key) as mine:
+        if not mine or key in finished_keys(results_dir, retry_failed, keys=[key]):
+            return None
+        try:
+            record = execute(config)
+        except Exception as error:  # noqa: BLE001 - the sweep goes on; the record keeps the reason
+            record = failed_record(config, f"error: {type(error).__name__}: {error}")
+        write_record(record, results_dir)
     return record
 
 

@@ -116,13 +116,15 @@ class SweepSummary:
     already_done: int
     ok: int = 0
     failed: list[RunRecord] = field(default_factory=list)
+    #: runs that another sweep on the same folder held a claim on, or finished meanwhile
+    elsewhere: int = 0
 
 
 def run_sweep(
     configs: Sequence[RunConfig],
     results_dir: Path,
     workers: int = 1,
-    on_record: Callable[[RunRecord], None] | None = None,
+    on_record: Callable[[RunRecord | None], None] | None = None,
     executor: Literal["local", "ray"] = "local",
     ray_address: str | None = None,
     gpus_per_run: float = 0.0,
@@ -137,8 +139,10 @@ def run_sweep(
     pending = [config for config in unique if config.key() not in done]
     summary = SweepSummary(total=len(unique), already_done=len(unique) - len(pending))
 
-    def collect(record: RunRecord) -> None:
-        if record.status == "ok":
+    def collect(record: RunRecord | None) -> None:
+        if record is None:  # another sweep on this folder claimed or finished it
+            summary.elsewhere += 1
+        elif record.status == "ok":
             summary.ok += 1
         else:
             summary.failed.append(record)
@@ -153,7 +157,7 @@ def run_sweep(
     if workers <= 1 or len(pending) <= 1:
         try:
             for config in pending:
-                collect(run_and_record(config, results_dir))
+                collect(run_and_record(config, results_dir, retry_failed))
         except KeyboardInterrupt:
             raise SweepInterrupted(summary) from None
         return summary
@@ -165,7 +169,9 @@ def run_sweep(
         workers, mp_context=context, initializer=_worker_setup, initargs=(os.getpid(),)
     )
     try:
-        futures = [pool.submit(run_and_record, config, results_dir) for config in pending]
+        futures = [
+            pool.submit(run_and_record, config, results_dir, retry_failed) for config in pending
+        ]
         for future in as_completed(futures):
             collect(future.result())
     except KeyboardInterrupt:
