@@ -30,9 +30,10 @@ def test_rule_coefficients(benchmark, name, m):
 def test_pama_combination_cost(benchmark, m):
     """PAMA's closed form on a (m, 32 responses, 9 tokens) advantage tensor: O(m) per token."""
     import torch
+
     from moabench.algorithms.pama import pama_advantage
 
     advantages = torch.randn(m, 32, 9, generator=torch.Generator().manual_seed(0))
     ratios = torch.ones(32, 9)
     benchmark.group = "pama combination"
-    benchmark(pama_advantage, advantages, ratios)
+    benchmark(pama_advantage, advantages, ratios, torch.ones(32, 9))

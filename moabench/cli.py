@@ -30,9 +30,11 @@ from moabench.core.task import tasks
 from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard, usable_records
 from moabench.runs.records import (
     CorruptRecordError,
+    committed_records_folder,
     compare_records,
     ensure_writable,
     load_records,
+    provenance,
     write_record,
 )
 from moabench.runs.runner import execute, reresolve, resolve_config
@@ -243,9 +245,22 @@ def sweep(
     retry_failed: Annotated[
         bool, typer.Option("--retry-failed", help="run again the runs recorded as failed")
     ] = False,
+    allow_dirty: Annotated[
+        bool,
+        typer.Option(
+            "--allow-dirty", help="write into leaderboard/ from uncommitted source all the same"
+        ),
+    ] = False,
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
+        commit = provenance()["git_commit"] or ""
+        if committed_records_folder(results_dir) and commit.endswith("-dirty") and not allow_dirty:
+            raise UsageError(
+                f"--results-dir {results_dir} holds committed records, and moabench's source "
+                "has uncommitted changes (git status): records committed with the standings must "
+                "come from a commit that reproduces them. Commit first, or pass --allow-dirty"
+            )
         sweep_config = _load_sweep_config(config)
         overrides = {
             "algorithms": _split(algo),

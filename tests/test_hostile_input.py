@@ -7,6 +7,7 @@ import os
 import re
 import warnings
 from importlib.metadata import metadata, requires
+from pathlib import Path
 
 import pytest
 from packaging.requirements import Requirement
@@ -170,3 +171,36 @@ def test_a_sweep_reruns_an_unreadable_record_and_retries_failed_ones_when_asked(
     retried = cli(*sweep, "--retry-failed")
     assert "2 runs: 1 already done, 1 ok, 0 failed" in " ".join(retried.output.split())
     assert json.loads(second.read_text())["status"] == "ok"
+
+
+def test_a_sweep_into_the_committed_records_refuses_uncommitted_source(cli, monkeypatch):
+    import moabench.cli
+    from moabench.runs.records import committed_records_folder
+
+    root = Path(moabench.cli.__file__).resolve().parents[1]
+    target = root / "leaderboard" / "results" / "not-written-by-this-test"
+    if not committed_records_folder(target):
+        pytest.skip("moabench does not run from a git checkout here")
+    monkeypatch.setattr(moabench.cli, "provenance", lambda: {"git_commit": "abc-dirty"})
+    sweep = ("sweep", "--algo", "ls", "--task", "zdt1", "--seeds", "0", "--partitions", "1",
+             "--results-dir", str(target))  # fmt: skip
+    result = cli(*sweep)
+    assert result.exit_code == 2
+    assert "uncommitted changes" in result.output and "--allow-dirty" in result.output
+    assert not target.exists()
+
+
+def test_provenance_marks_uncommitted_source_as_dirty(tmp_path):
+    from moabench.runs import records
+
+    package = Path(records.__file__).resolve().parents[1]
+    scratch = package / "untracked_scratch_module_for_test.py"
+    records.provenance.cache_clear()
+    clean = records._git_commit()
+    if clean is None or clean.endswith("-dirty"):
+        pytest.skip("not a clean git checkout")
+    try:
+        scratch.write_text("# an untracked file changes what runs\n")
+        assert records._git_commit() == clean + "-dirty"
+    finally:
+        scratch.unlink()

@@ -8,16 +8,16 @@ from functools import cache
 import numpy as np
 import pytest
 import torch
-from moabench.algorithms.dynamic_weighting import hypervolume_gain, hypervolume_multiplier
-from moabench.algorithms.pama import pama_advantage, simplex_weights_zeroing
-from moabench.tasks.math import Math, accuracy, clarity, conciseness
 
 from moabench import make_algorithm, make_task
+from moabench.algorithms.dynamic_weighting import hypervolume_gain, hypervolume_multiplier
+from moabench.algorithms.pama import pama_advantage, simplex_weights_zeroing
 from moabench.core.errors import ConfigError
 from moabench.language import tiny
 from moabench.language.advantages import advantages
 from moabench.language.tiny import checked_rewards
 from moabench.runs.runner import UnsupportedPairingError, execute, resolve_config
+from moabench.tasks.math import Math, accuracy, clarity, conciseness
 
 # --- advantage estimators, by hand --------------------------------------------------------------
 
@@ -38,10 +38,10 @@ def test_advantage_estimators_by_hand():
 
 def test_pama_per_token_is_the_minimum_of_the_noon_advantages():
     a = torch.tensor([[[0.5, -1.0, 2.0]], [[1.5, 0.3, 0.1]]])  # m = 2, n = 1, T = 3
-    ratios = torch.ones(1, 3)
-    assert pama_advantage(a, ratios)[0].tolist() == pytest.approx([0.5, 0.0, 0.1])
+    ratios, mask = torch.ones(1, 3), torch.ones(1, 3)
+    assert pama_advantage(a, ratios, mask)[0].tolist() == pytest.approx([0.5, 0.0, 0.1])
     clipped = torch.tensor([[1.0, 1.0, 1.5]])  # ratio above 1 + eps: that token's I(A) is 0
-    assert pama_advantage(a, clipped)[0].tolist() == pytest.approx([0.5, 0.0, 0.0])
+    assert pama_advantage(a, clipped, mask)[0].tolist() == pytest.approx([0.5, 0.0, 0.0])
 
 
 def test_pama_closed_form_solves_the_simplex_problem():
@@ -60,11 +60,23 @@ def test_pama_closed_form_solves_the_simplex_problem():
 
 def test_pama_batch_level_puts_the_weight_on_the_smallest_mean():
     a = torch.tensor([[[1.0, 1.0]], [[0.2, 0.6]]])  # means 1.0 and 0.4: objective 1 wins
-    combined = pama_advantage(a, torch.ones(1, 2), level="batch")
+    ones = torch.ones(1, 2)
+    combined = pama_advantage(a, ones, ones, level="batch")
     assert combined[0].tolist() == pytest.approx([0.2, 0.6])
     b = torch.tensor([[[1.0, 0.0]], [[0.0, 1.0]]])
-    assert pama_advantage(b, torch.ones(1, 2)).tolist() == [[0.0, 0.0]]  # per token: min
-    assert pama_advantage(b, torch.ones(1, 2), level="batch").tolist() == [[1.0, 0.0]]
+    assert pama_advantage(b, ones, ones).tolist() == [[0.0, 0.0]]  # per token: min
+    assert pama_advantage(b, ones, ones, level="batch").tolist() == [[1.0, 0.0]]
+
+
+def test_pama_batch_level_averages_over_response_tokens_only():
+    """Prompt and padding positions carry the sequence's advantage too (it is broadcast over
+    every position) but are no response tokens: they must not move the batch means."""
+    # response tokens: objective 0 has mean 0.2, objective 1 mean 0.6 -> objective 0 wins;
+    # counting the two padding positions (1.0 for objective 0) would make it 0.6 vs 0.45
+    a = torch.tensor([[[0.2, 0.2, 1.0, 1.0]], [[0.6, 0.6, 0.3, 0.3]]])
+    mask = torch.tensor([[1.0, 1.0, 0.0, 0.0]])
+    combined = pama_advantage(a, torch.ones(1, 4), mask, level="batch")
+    assert combined[0].tolist() == pytest.approx([0.2, 0.2, 1.0, 1.0])
 
 
 # --- dynamic weighting, hypervolume-guided --------------------------------------------------------

@@ -6,7 +6,7 @@ where PPO's clip is active, I(A_i) = 0 when the ratio exceeds 1 + eps, else A_i.
 min_c (sum_i c_i I(A_i))^2 over the simplex, whose value is 0 projected onto
 [min_i I(A_i), max_i I(A_i)]: with Noon advantages, min_i I(A_i). That costs O(m) per token and
 no gradients. `level="token"` (default) solves it per token; `level="batch"` solves it once on
-the batch means and applies those weights to every token (what a third-party port does; it
+the means over the batch's response tokens and applies those weights to every token (what a third-party port does; it
 discards the per-sample signal). PAMA finds Pareto-stationary points and ignores the preference.
 """
 
@@ -28,15 +28,17 @@ def zero_projected(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
 def pama_advantage(
     advantages: torch.Tensor,
     ratios: torch.Tensor,
+    mask: torch.Tensor,
     epsilon: float = 0.2,
     level: Literal["token", "batch"] = "token",
 ) -> torch.Tensor:
-    """Combined advantage (n, T) from per-objective advantages (m, n, T) and ratios (n, T)."""
+    """Combined advantage (n, T) from per-objective advantages (m, n, T), ratios (n, T) and the
+    response-token mask (n, T); `level="batch"` averages over the response tokens only."""
     noon = advantages.clamp(min=0)
     influence = torch.where(ratios > 1 + epsilon, torch.zeros_like(noon), noon)
     if level == "token":
         return zero_projected(influence.min(dim=0).values, influence.max(dim=0).values)
-    means = influence.mean(dim=(1, 2))
+    means = (influence * mask).sum(dim=(1, 2)) / mask.sum()
     weights = simplex_weights_zeroing(means)
     return torch.einsum("m,mnt->nt", weights, influence)
 
@@ -71,5 +73,7 @@ class PAMA(AdvantageRule):
 
     Params = PAMAParams
 
-    def combine_advantages(self, advantages: torch.Tensor, ratios: torch.Tensor) -> torch.Tensor:
-        return pama_advantage(advantages, ratios, self.params.epsilon, self.params.level)
+    def combine_advantages(
+        self, advantages: torch.Tensor, ratios: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        return pama_advantage(advantages, ratios, mask, self.params.epsilon, self.params.level)

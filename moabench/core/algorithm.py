@@ -103,12 +103,12 @@ class PreferenceLoss(Algorithm):
 class AdvantageRule(Algorithm):
     """An online algorithm that combines the per-objective advantages into one, per token (e.g.
     PAMA), then takes a plain policy-gradient step: `combine_advantages` maps (m, n, T) advantages
-    (and the (n, T) importance ratios) to (n, T)."""
+    (with the (n, T) importance ratios and the (n, T) mask of the response tokens) to (n, T)."""
 
     paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.ONLINE})
     home_paradigm: ClassVar[Paradigm | None] = Paradigm.ONLINE
 
-    def combine_advantages(self, advantages, ratios):  # noqa: ANN001, ANN201 - torch tensors
+    def combine_advantages(self, advantages, ratios, mask):  # noqa: ANN001, ANN201 - tensors
         raise NotImplementedError
 
 

@@ -137,7 +137,9 @@ def train_online(
                 else:
                     if isinstance(algorithm, AdvantageRule):
                         token_advantages = advantage[:, :, None].expand(-1, -1, ratio.shape[1])
-                        combined = algorithm.combine_advantages(token_advantages, ratio.detach())
+                        combined = algorithm.combine_advantages(
+                            token_advantages, ratio.detach(), mask
+                        )
                     else:
                         combined = advantage[0][:, None]
                     loss = clipped_surrogate(combined, ratio, mask, eps) + kl

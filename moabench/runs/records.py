@@ -284,20 +284,31 @@ def provenance() -> dict[str, Any]:
 
 
 def _git_commit() -> str | None:
-    source = Path(__file__).resolve().parent
+    """HEAD's commit, with "-dirty" when the package's source (or pyproject.toml) differs from it,
+    untracked files included; None outside a git checkout."""
+    package = Path(__file__).resolve().parents[1]
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5
+            ["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True, timeout=5
         )
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=source, capture_output=True, text=True, timeout=5,
+            ["git", "status", "--porcelain", "--", ".", "../pyproject.toml"],
+            cwd=package, capture_output=True, text=True, timeout=5,
         )  # fmt: skip
     except (OSError, subprocess.SubprocessError):
         return None
     if commit.returncode != 0:
         return None
     return commit.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def committed_records_folder(results_dir: Path) -> bool:
+    """Whether `results_dir` lies in the `leaderboard/` folder of the checkout moabench runs from
+    (the committed standings' records)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return False
+    return Path(results_dir).resolve().is_relative_to((root / "leaderboard").resolve())
 
 
 def _hardware() -> dict[str, Any]:
