@@ -29,7 +29,6 @@ from moabench.language.params import (
     ALL_GROUPS,
     LanguageParams,
     applies_to,
-    field_groups,
     params_model,
 )
 from moabench.language.preference import train_preference
@@ -89,11 +88,8 @@ class LanguageTask(Task):
         """Records written before the parameters were split by scale and paradigm held every
         language parameter; those that do not apply to the record's run (at their defaults,
         which was all the old check allowed) are dropped."""
-        scale = params.get("scale", "tiny")
         paradigm = Paradigm(params.get("paradigm") or cls.paradigms[0])
-        applying = set(cls.Params.model_fields).union(
-            *(group.model_fields for group in field_groups(scale, paradigm))
-        )
+        applying = params_model(cls.Params, params.get("scale", "tiny"), paradigm).model_fields
         return {k: v for k, v in params.items() if k in applying}
 
     @property

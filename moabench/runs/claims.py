@@ -1,8 +1,8 @@
 """Claims on runs, so that two sweeps on one results folder (two terminals, or Ray tasks on a
 shared folder) never run the same run twice.
 
-A run is claimed by creating `<results>/.claims/<key>.claim` exclusively (O_CREAT | O_EXCL) before it
-starts, and released once its record is written. The claim names its owner (host, pid) and is
+A run is claimed by creating `<results>/.claims/<key>.claim` exclusively (a hard link, which
+fails when the claim exists) before it starts, and released once its record is written. The claim names its owner (host, pid) and is
 touched every `HEARTBEAT_S` seconds while the run goes on. A claim expires when its owner is known
 to be dead (same host, no such process) or when it has not been touched for `EXPIRY_S` seconds
 (an owner on another host that died); an expired claim is taken over.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -37,7 +38,7 @@ def _expired(path: Path) -> bool:
         owner = json.loads(path.read_text())
         age = time.time() - path.stat().st_mtime
     except (OSError, ValueError):
-        return True  # vanished, or half-written by an owner killed while writing it
+        return True  # vanished, or unreadable
     if owner.get("host") == socket.gethostname():
         try:
             os.kill(int(owner["pid"]), 0)
@@ -51,12 +52,17 @@ def _expired(path: Path) -> bool:
 
 
 def _create(path: Path) -> bool:
+    """Create the claim with its owner already in it: written to a private file, then linked
+    into place, which fails when the claim exists (so no reader ever sees it half-written)."""
+    fd, scratch = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".tmp")
     try:
-        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(_owner(), handle)
+        os.link(scratch, path)
     except FileExistsError:
         return False
-    with os.fdopen(fd, "w") as handle:
-        json.dump(_owner(), handle)
+    finally:
+        os.unlink(scratch)
     return True
 
 

@@ -175,14 +175,14 @@ def run_sweep(
         for future in as_completed(futures):
             collect(future.result())
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not break the stop
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a 2nd Ctrl-C must not break it
         try:
             pool.shutdown(wait=False, cancel_futures=True)  # no queued run starts
             for worker in multiprocessing.active_children():
                 worker.terminate()  # runs in flight leave no record: a resume re-runs them
             pool.shutdown(wait=True)
         finally:
-            signal.signal(signal.SIGINT, signal.default_int_handler)
+            signal.signal(signal.SIGINT, previous)
         raise SweepInterrupted(summary) from None
     pool.shutdown(wait=True)
     return summary
