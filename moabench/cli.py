@@ -222,7 +222,12 @@ def sweep(
             help="comma-separated tasks, 'all' or a paradigm (analytic, preference, online) [all]",
         ),
     ] = None,
-    seeds: Annotated[str | None, typer.Option(help="comma-separated seeds [0,1,2]")] = None,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            help="comma-separated seeds [each task's standard seeds: 0-9 analytic, 0-4 language]"
+        ),
+    ] = None,
     partitions: Annotated[
         int | None, typer.Option(help="simplex-lattice partitions (m=2: 10 gives 11 points)")
     ] = None,

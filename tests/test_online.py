@@ -119,8 +119,8 @@ def test_the_hypervolume_multiplier_acts_under_group_normalised_advantages(monke
     rule = make_algorithm("dynamic-weighting", [1 / 3] * 3, hypervolume_guided=True)
     task.run(rule, 0)
     steps = learning_rates[-4:]  # (earlier entries: the reference policy's fine-tune, if run here)
-    assert steps[:2] == [1e-3, 1e-3]  # the first observation is the reference point
-    assert all(lr != 1e-3 for lr in steps[2:])
+    assert steps[0] == 1e-3  # the first observation (the initial model) is the reference point
+    assert all(lr != 1e-3 for lr in steps[1:])  # then v_t, after update t - 1, scales step t
 
 
 # --- MORLHF's two orders --------------------------------------------------------------------------

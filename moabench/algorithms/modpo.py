@@ -6,9 +6,18 @@ as a margin from their reward models r_{-k} (Eq. 7):
     L = -log sigmoid( (1/w_k) * [ beta * (log pi/pi_ref (y_w) - log pi/pi_ref (y_l))
                                   - w_{-k}^T (r_{-k}(x, y_w) - r_{-k}(x, y_l)) ] )
 
-The 1/w_k scales both the policy term and the margin. The paper's stage 1 trains r_{-k} (DPO
-implicit rewards); at moabench's tiny scale the margin rewards are the tasks' hidden rules (the
-trainer still learns objective k only from pairs). Objective k: `trained_objective`, by default
+The 1/w_k scales both the policy term and the margin. The paper's stage 1 trains r_{-k} as
+Bradley-Terry reward models (DPO implicit rewards) on the other objectives' labels, so the margin
+is on the labels' log-odds scale. What `reward_differences` stands for at each scale:
+- tiny: labels are drawn with P(y_a > y_b) = sigmoid(delta_r / label_noise), so the margin reward is
+  delta_r / label_noise (`moabench.language.tiny.margin_rewards`), what a stage-1 reward model
+  fitted to those labels would learn; the trainer still learns objective k only from its pairs.
+  The minimiser of the expected loss is then beta * log-ratio = sum_i w_i delta_r_i / label_noise,
+  the weighted target.
+- small/paper: the differences of the task's scorers. The beaver reward and cost models are
+  Bradley-Terry models of their labels, so on the labels' scale; a rule-based scorer (a length, a
+  correctness check) has no label scale and enters in its own units.
+Objective k: `trained_objective`, by default
 the most-weighted objective (so w_k >= 1/m and 1/w_k stays finite; the paper uses w_k in
 {0.1, 0.5, 0.9}). A tie on objective k (s = 0) gives a constant loss, hence no gradient.
 """

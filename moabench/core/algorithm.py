@@ -43,6 +43,9 @@ class Algorithm(Registrable):
     #: tasks run on preference pairs or online), a run without an explicit one uses this.
     home_paradigm: ClassVar[Paradigm | None] = None
     Params: ClassVar[type[BaseModel]] = NoParams
+    #: Online training: the trainer computes the per-objective gradients' Gram matrix once per
+    #: step, before the update, and hands it to `observe_gram` (dynamic reward weighting).
+    observes_gradients: bool = False
 
     def __init__(self, preference: Any, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"algorithm {self.name!r}")
@@ -52,12 +55,21 @@ class Algorithm(Registrable):
     def supports(cls, paradigm: Paradigm) -> bool:
         return paradigm in cls.paradigms
 
+    @classmethod
+    def check_paradigm(cls, params: BaseModel, paradigm: Paradigm) -> None:
+        """Raise `ConfigError` when a parameter value has no effect in `paradigm` training."""
+
     def weight_trajectory_point(self) -> list[float] | None:
         """The algorithm's current internal weights, for those whose weights move; else None."""
         return None
 
     def observe_rewards(self, mean_rewards: np.ndarray) -> None:
-        """Online training: the mean raw reward per objective (maximised) of each step's samples."""
+        """Online training: the mean raw reward per objective (maximised, no KL penalty) of each
+        step's samples, before the step's update (so after the previous one)."""
+
+    def observe_gram(self, gram: np.ndarray, learning_rate: float) -> None:
+        """Online training, when `observes_gradients`: the Gram matrix of the per-objective
+        policy gradients at the start of the step and the step's learning rate."""
 
     def online_reward(self, rewards: np.ndarray) -> np.ndarray | None:
         """Online training: rewards (n, m) -> scalarised rewards (n, 1) for algorithms that

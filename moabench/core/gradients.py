@@ -39,6 +39,11 @@ def gram_matrix(jacobian: torch.Tensor) -> np.ndarray:
     return (jacobian @ jacobian.T).cpu().numpy()
 
 
+def loss_gram(losses: torch.Tensor, parameters: Sequence[torch.Tensor]) -> np.ndarray:
+    """The Gram matrix of the m losses' gradients with respect to `parameters` (no update)."""
+    return gram_matrix(per_objective_gradients(losses, parameters))
+
+
 def check_finite_losses(losses: torch.Tensor) -> None:
     """Raise `DivergedError` when a loss is NaN or infinite."""
     values = losses.detach().cpu().numpy()

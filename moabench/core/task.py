@@ -93,6 +93,8 @@ class Task(Registrable):
     #: The training settings the task offers; the first is its default.
     paradigms: ClassVar[tuple[Paradigm, ...]]
     Params: ClassVar[type[BaseModel]]
+    #: Seeds 0..n-1 of the standard suite (the committed standings) for this task.
+    standard_seeds: ClassVar[int] = 5
 
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")

@@ -10,11 +10,14 @@ advantages A_i (`moabench.language.advantages`). With r_t = pi(y_t) / pi_old(y_t
 (the clip acts only from the second of `ppo_epochs` updates on a batch; KL_t is the k3 estimator
 exp(ref - logp) - (ref - logp) - 1; with `kl_in_reward` the sequence KL is subtracted from the
 rewards instead). Then:
-- a `GramRule` (ls, mgda, gapo, raco, dynamic-weighting, ...) combines the m losses through
+- a `GramRule` (mgda, gapo, raco, upgrad, ...) combines the m losses through
   `moabench.core.gradients.combine`, exactly as on the analytic problems and the DPO losses;
 - an `AdvantageRule` (PAMA) combines the m advantages per token into one, for one loss;
 - an algorithm whose `online_reward` scalarises the rewards first (MORLHF's sum-then-normalise
-  order) gets one advantage from sum_i w_i r_i, for one loss.
+  order, dynamic reward weighting) gets one advantage from sum_i w_i r_i, for one loss. One that
+  `observes_gradients` (dynamic weighting's weight update) first receives the Gram matrix of the
+  m per-objective losses' gradients, once per step, before the step's `ppo_epochs` updates.
+Each step's raw mean rewards (before any KL penalty) go to `observe_rewards` before its update.
 The policy runs without dropout (so the first ratio is exactly 1). Evaluation samples on
 held-out prompts with a fixed seed, as in preference training.
 """
@@ -28,7 +31,7 @@ import numpy as np
 import torch
 
 from moabench.core.algorithm import AdvantageRule, Algorithm, GramRule
-from moabench.core.gradients import check_finite_losses, combine
+from moabench.core.gradients import check_finite_losses, combine, loss_gram
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.advantages import advantages as estimate_advantages
 from moabench.language.lm import Batch, last_block_parameters, token_log_probs
@@ -67,6 +70,47 @@ class OnlineProblem:
     capabilities: Callable[[torch.nn.Module], dict[str, float]] | None = None
 
 
+@dataclass
+class Rollout:
+    """One step's samples: their tokens, the response mask, and their per-token log-probabilities
+    under the policy that sampled them and under the reference."""
+
+    batch: Batch
+    mask: torch.Tensor  # (n, T), response tokens
+    old_log_probs: torch.Tensor
+    reference_log_probs: torch.Tensor
+
+
+def group_advantages(rewards: np.ndarray, params: LanguageParams, device: str) -> torch.Tensor:
+    """(n, k) rewards, n = prompts_per_step x group_size -> (k, n) advantages, one row per column."""
+    grouped = rewards.reshape(params.prompts_per_step, params.group_size, -1)
+    advantage = estimate_advantages(grouped, params.advantage).reshape(len(rewards), -1).T
+    return torch.as_tensor(advantage, dtype=torch.float32, device=device)
+
+
+def ratio_and_kl(
+    policy: torch.nn.Module, rollout: Rollout, params: LanguageParams
+) -> tuple[torch.Tensor, torch.Tensor | float]:
+    """Per-token importance ratios pi / pi_old, and the KL loss term (0 with `kl_in_reward`)."""
+    log_probs = token_log_probs(policy, rollout.batch)
+    ratio = torch.exp(log_probs - rollout.old_log_probs)
+    if params.kl_in_reward or params.kl_coef == 0:
+        return ratio, 0.0
+    kl = k3_kl(log_probs, rollout.reference_log_probs)
+    return ratio, params.kl_coef * (kl * rollout.mask).sum() / rollout.mask.sum()
+
+
+def objective_losses(
+    policy: torch.nn.Module, rollout: Rollout, advantage: torch.Tensor, params: LanguageParams
+) -> torch.Tensor:
+    """One clipped policy-gradient loss (plus the KL term) per row of `advantage`: (m,)."""
+    ratio, kl = ratio_and_kl(policy, rollout, params)
+    return torch.stack(
+        [clipped_surrogate(a[:, None], ratio, rollout.mask, params.clip_epsilon) + kl
+         for a in advantage]
+    )  # fmt: skip
+
+
 def train_online(
     problem: OnlineProblem, algorithm: Algorithm, seed: int, params: LanguageParams, m: int
 ) -> RunOutput:
@@ -82,7 +126,6 @@ def train_online(
     prompt_rng = np.random.default_rng(seed)
     evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
     output = RunOutput(objectives=[])
-    eps = params.clip_epsilon
 
     for step in range(params.steps):
         if step % evaluate_every == 0:
@@ -98,58 +141,26 @@ def train_online(
         ]  # fmt: skip
         responses = problem.sample(prompts, seed * 1_000_003 + step)
         rewards = problem.rewards(prompts, responses)
+        algorithm.observe_rewards(rewards.mean(axis=0))  # the policy after the previous update
         batch = problem.batch(prompts, responses)
         mask = batch.response_mask[:, 1:].float()
         with torch.no_grad():
-            old_log_probs = token_log_probs(policy, batch)
-            reference_log_probs = problem.reference_log_probs(batch)
+            rollout = Rollout(
+                batch, mask, token_log_probs(policy, batch), problem.reference_log_probs(batch)
+            )
         if params.kl_in_reward:
-            sequence_kl = ((old_log_probs - reference_log_probs) * mask).sum(dim=1)
+            sequence_kl = ((rollout.old_log_probs - rollout.reference_log_probs) * mask).sum(dim=1)
             rewards = rewards - params.kl_coef * sequence_kl.cpu().numpy()[:, None]
-        scalarised = algorithm.online_reward(rewards)
-        per_objective = scalarised if scalarised is not None else rewards
-        grouped = per_objective.reshape(params.prompts_per_step, params.group_size, -1)
-        advantage = torch.as_tensor(
-            estimate_advantages(grouped, params.advantage).reshape(len(prompts), -1).T,
-            dtype=torch.float32,
-            device=problem.device,
-        )  # (m or 1, n)
         learning_rate = params.learning_rate * algorithm.step_size_multiplier()
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
-        for _ in range(params.ppo_epochs):
-            log_probs = token_log_probs(policy, batch)
-            ratio = torch.exp(log_probs - old_log_probs)
-            kl = 0.0
-            if not params.kl_in_reward and params.kl_coef > 0:
-                kl = (
-                    params.kl_coef
-                    * (k3_kl(log_probs, reference_log_probs) * mask).sum()
-                    / mask.sum()
-                )
-
-            try:
-                if isinstance(algorithm, GramRule) and scalarised is None:
-                    losses = torch.stack(
-                        [clipped_surrogate(a[:, None], ratio, mask, eps) + kl for a in advantage]
-                    )
-                    combine(losses, parameters, algorithm, learning_rate, gram_parameters)
-                else:
-                    if isinstance(algorithm, AdvantageRule):
-                        token_advantages = advantage[:, :, None].expand(-1, -1, ratio.shape[1])
-                        combined = algorithm.combine_advantages(
-                            token_advantages, ratio.detach(), mask
-                        )
-                    else:
-                        combined = advantage[0][:, None]
-                    loss = clipped_surrogate(combined, ratio, mask, eps) + kl
-                    check_finite_losses(loss.reshape(1))
-                    optimizer.zero_grad()
-                    loss.backward()
-            except DivergedError as error:
-                raise DivergedError(f"step {step}: {error}") from None
-            optimizer.step()
-        algorithm.observe_rewards(rewards.mean(axis=0))
+        try:
+            output.gradient_evaluations += _online_step(
+                policy, rollout, rewards, algorithm, optimizer, params, learning_rate,
+                parameters, gram_parameters, problem.device,
+            )  # fmt: skip
+        except DivergedError as error:
+            raise DivergedError(f"step {step}: {error}") from None
 
     output.objectives = problem.evaluate()
     if problem.capabilities is not None:
@@ -160,6 +171,52 @@ def train_online(
     if weights is not None:
         output.weight_trajectory.append(weights)
     output.steps = params.steps
-    needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram and scalarised is None
-    output.gradient_evaluations = params.steps * params.ppo_epochs * (m if needs_gram else 1)
     return output
+
+
+def _online_step(
+    policy: torch.nn.Module,
+    rollout: Rollout,
+    rewards: np.ndarray,
+    algorithm: Algorithm,
+    optimizer: torch.optim.Optimizer,
+    params: LanguageParams,
+    learning_rate: float,
+    parameters: list[torch.Tensor],
+    gram_parameters: list[torch.Tensor] | None,
+    device: str,
+) -> int:
+    """The `ppo_epochs` updates of one step on `rollout`; returns the gradient evaluations."""
+    m = rewards.shape[1]
+    evaluations = 0
+    if algorithm.observes_gradients:  # the rule's weights move once, on this step's gradients
+        losses = objective_losses(
+            policy, rollout, group_advantages(rewards, params, device), params
+        )
+        check_finite_losses(losses)
+        algorithm.observe_gram(loss_gram(losses, gram_parameters or parameters), learning_rate)
+        evaluations += m
+    scalarised = algorithm.online_reward(rewards)
+    advantage = group_advantages(scalarised if scalarised is not None else rewards, params, device)
+    combines_gradients = isinstance(algorithm, GramRule) and scalarised is None
+    for _ in range(params.ppo_epochs):
+        if combines_gradients:
+            losses = objective_losses(policy, rollout, advantage, params)
+            combine(losses, parameters, algorithm, learning_rate, gram_parameters)
+            evaluations += m if algorithm.needs_gram else 1
+        else:
+            ratio, kl = ratio_and_kl(policy, rollout, params)
+            if isinstance(algorithm, AdvantageRule):
+                token_advantages = advantage[:, :, None].expand(-1, -1, ratio.shape[1])
+                combined = algorithm.combine_advantages(
+                    token_advantages, ratio.detach(), rollout.mask
+                )
+            else:
+                combined = advantage[0][:, None]
+            loss = clipped_surrogate(combined, ratio, rollout.mask, params.clip_epsilon) + kl
+            check_finite_losses(loss.reshape(1))
+            optimizer.zero_grad()
+            loss.backward()
+            evaluations += 1
+        optimizer.step()
+    return evaluations

@@ -220,11 +220,18 @@ def bradley_terry_signs(
     return np.where(difference == 0, 0.0, np.where(prefer_a, 1.0, -1.0))
 
 
+def margin_rewards(rewards_a: np.ndarray, rewards_b: np.ndarray, noise: float) -> np.ndarray:
+    """The margin rewards of the pairs (m, n) on the labels' Bradley-Terry scale,
+    (r_a - r_b) / noise: the log-odds of `bradley_terry_signs`' labels, so what a stage-1
+    reward model fitted to those labels learns (MODPO's r_{-k})."""
+    return (rewards_a - rewards_b).T / noise
+
+
 def preference_data(
     task: TinyTask, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
 ) -> tuple[PreferencePairs, torch.Tensor]:
-    """Pairs sampled from the reference policy, labelled per objective with BT noise, and
-    the hidden rules' reward differences r_i(y_a) - r_i(y_b), shape (m, n)."""
+    """Pairs sampled from the reference policy, labelled per objective with BT noise, and their
+    margin rewards (`margin_rewards`), shape (m, n)."""
     params = task.params
     generator = np.random.default_rng(params.data_seed)
     prompts = task.sample_prompts(generator, params.n_pairs)
@@ -239,7 +246,8 @@ def preference_data(
     pairs = PreferencePairs(
         prompts, responses_a, responses_b, torch.as_tensor(signs, dtype=torch.float32)
     )
-    return pairs, torch.as_tensor((rewards_a - rewards_b).T, dtype=torch.float32)
+    margins = margin_rewards(rewards_a, rewards_b, params.label_noise)
+    return pairs, torch.as_tensor(margins, dtype=torch.float32)
 
 
 def evaluation_prompts(task: TinyTask) -> list[str]:

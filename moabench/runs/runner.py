@@ -57,9 +57,14 @@ def resolve_config(
             f"which is what task {task!r} offers here (the task offers: {offered}; the algorithm "
             f"supports: {', '.join(sorted(p.value for p in algorithm_cls.paradigms))})"
         )
-    resolved_algorithm = validate_params(
+    validated = validate_params(
         algorithm_cls.Params, algorithm_params or {}, f"algorithm {algorithm!r}"
-    ).model_dump(mode="json")
+    )
+    try:
+        algorithm_cls.check_paradigm(validated, task_instance.paradigm)
+    except ConfigError as error:
+        raise UnsupportedPairingError(str(error)) from None
+    resolved_algorithm = validated.model_dump(mode="json")
     resolved_task = task_instance.params.model_dump(mode="json")
     n_objectives = task_instance.space.n_objectives
     if preference is None:
@@ -73,6 +78,21 @@ def resolve_config(
         preference=[float(w) for w in weights],
         seed=seed,
     )
+
+
+def pairs_with(
+    algorithm_cls: type[Algorithm], paradigm: Paradigm, algorithm_params: dict[str, Any]
+) -> bool:
+    """Whether the algorithm, with these parameters, runs in `paradigm` training."""
+    if not algorithm_cls.supports(paradigm):
+        return False
+    where = f"algorithm {algorithm_cls.name!r}"
+    validated = validate_params(algorithm_cls.Params, algorithm_params, where)
+    try:
+        algorithm_cls.check_paradigm(validated, paradigm)
+    except ConfigError:
+        return False
+    return True
 
 
 def default_paradigm(algorithm_cls: type[Algorithm], offered: tuple[Paradigm, ...]) -> Paradigm:

@@ -22,14 +22,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moabench.core.algorithm import Paradigm, algorithms
 from moabench.core.preferences import simplex_lattice
-from moabench.core.task import tasks
+from moabench.core.task import Task, tasks
 from moabench.runs.records import (
     RunConfig,
     RunRecord,
     ensure_writable,
     finished_keys,
 )
-from moabench.runs.runner import resolve_config, run_and_record
+from moabench.runs.runner import pairs_with, resolve_config, run_and_record
 
 
 class SweepConfig(BaseModel):
@@ -42,7 +42,9 @@ class SweepConfig(BaseModel):
 
     algorithms: list[str] = Field(default_factory=lambda: ["all"])
     tasks: list[str] = Field(default_factory=lambda: ["all"])
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    seeds: list[int] | None = Field(
+        None, description="None: each task's standard seeds, 0..Task.standard_seeds - 1"
+    )
     partitions: int | None = Field(None, ge=1, description="simplex-lattice partitions per task")
     algorithm_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
     task_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -63,6 +65,11 @@ def expand_names(names: Iterable[str], groups: dict[str, list[str]]) -> list[str
             if item not in expanded:
                 expanded.append(item)
     return expanded
+
+
+def seeds_for(task_cls: type[Task], seeds: list[int] | None) -> list[int]:
+    """The sweep's seeds for a task: those given, else the task's standard ones."""
+    return list(range(task_cls.standard_seeds)) if seeds is None else seeds
 
 
 def plan_sweep(config: SweepConfig) -> SweepPlan:
@@ -88,22 +95,23 @@ def plan_sweep(config: SweepConfig) -> SweepPlan:
             grid = simplex_lattice(task_cls(**params).space.n_objectives, config.partitions)
             for algorithm_name in algorithm_names:
                 algorithm_cls = algorithms.get(algorithm_name)
-                if not algorithm_cls.supports(paradigm):
+                algorithm_params = config.algorithm_params.get(algorithm_name, {})
+                if not pairs_with(algorithm_cls, paradigm, algorithm_params):
                     if (
-                        not any(algorithm_cls.supports(p) for p in offered)
+                        not any(pairs_with(algorithm_cls, p, algorithm_params) for p in offered)
                         and paradigm == offered[0]
                     ):
                         plan.unsupported.append((algorithm_name, task_name))
                     continue
                 for preference in grid:
-                    for seed in config.seeds:
+                    for seed in seeds_for(task_cls, config.seeds):
                         plan.configs.append(
                             resolve_config(
                                 algorithm_name,
                                 task_name,
                                 preference,
                                 seed,
-                                config.algorithm_params.get(algorithm_name, {}),
+                                algorithm_params,
                                 params,
                             )
                         )
