@@ -6,12 +6,12 @@ import cvxpy as cp
 import numpy as np
 import pytest
 import torch
-from moabench.algorithms.cagrad import conflict_averse_coefficients
-from moabench.algorithms.dynamic_weighting import mirror_descent_step
 from torchjd.aggregation import CAGradWeighting, MGDAWeighting
 
 from moabench import make_algorithm
-from moabench.core.simplex import conflict_averse_dual, min_norm_point, simplex_qp
+from moabench.algorithms.cagrad import conflict_averse_coefficients
+from moabench.algorithms.dynamic_weighting import mirror_descent_step
+from moabench.core.simplex import conflict_averse_dual, min_norm_point, min_norm_weights
 
 RNG = np.random.default_rng(20260522)
 
@@ -296,6 +296,9 @@ def test_linear_scalarization_returns_the_preference_without_a_gram_matrix():
     assert rule.coefficients(np.empty((0, 0))) == pytest.approx([0.3, 0.7])
 
 
-def test_simplex_qp_respects_the_simplex():
-    p = simplex_qp(np.eye(3) * 2, np.array([1.0, -5.0, 0.0]))
-    assert p == pytest.approx([0.0, 1.0, 0.0], abs=1e-9)
+def test_min_norm_weights_respects_the_weighted_simplex():
+    points = np.array([[1.0, 0.0, -1.0], [0.0, 1.0, 0.0]])  # e1, e2, -e1: 0 is in the hull
+    assert min_norm_weights(points, np.ones(3)) == pytest.approx([0.5, 0.0, 0.5], abs=1e-12)
+    # v0 + v1 + v2 / 2 = 1 and v0 = v2 for the zero vector: v = (2/3, 0, 2/3)
+    v = min_norm_weights(points, np.array([1.0, 1.0, 0.5]))
+    assert v == pytest.approx([2 / 3, 0.0, 2 / 3], abs=1e-12)

@@ -8,6 +8,11 @@ the raw losses instead, a_i = alpha_i ("appendix" variant). p = 0 is plain MGDA;
 p = 1 the QP always gives alpha = (1/2, 1/2).
 
 P-GAPO replaces the QP by the user's preference: a_i = w_i / ||g_i||.
+
+alpha does not depend on the scale of H (the QP is solved exactly, `min_norm_point`), so scaling
+every gradient by s scales the direction by s^(1 - p) only; with p = 1, alpha does not depend on
+the length of any gradient. A zero gradient is Pareto-stationary: alpha puts all weight on it and
+the step is zero.
 """
 
 from __future__ import annotations
@@ -31,7 +36,7 @@ def inverse_gradient_norms(gram: np.ndarray, power: float) -> np.ndarray:
 
 def gapo_coefficients(gram: np.ndarray, p: int, variant: Literal["main", "appendix"]) -> np.ndarray:
     scale = inverse_gradient_norms(gram, p)
-    alpha = min_norm_point(gram * np.outer(scale, scale))  # the Gram matrix of the g_i^N
+    alpha = min_norm_point(gram * scale[:, None] * scale[None, :])  # the Gram matrix of the g_i^N
     return alpha * scale if variant == "main" else alpha
 
 

@@ -1,6 +1,8 @@
 """MGDA (Desideri 2012; Sener & Koltun, NeurIPS 2018, Eq. 3): the min-norm point of the convex
 hull of the per-objective gradients, a common descent direction unless the point is
-Pareto-stationary (then the direction is zero). It ignores the preference vector.
+Pareto-stationary (then the direction is zero, as when one gradient is zero). It ignores the
+preference vector. The min-norm problem is solved exactly for any Gram matrix, whatever the scales of
+the gradients (`moabench.core.simplex.min_norm_point`): the weights do not depend on the scale of H.
 """
 
 from __future__ import annotations

@@ -4,7 +4,13 @@ CAGrad around the preference-weighted anchor g0 = sum_i w_i g_i, with the dual s
 the preference: p~ = min(p, w) elementwise (not renormalised), direction
 g0 + c ||g0|| G~ / ||G~||, G~ = sum_i p~_i g_i (g0 alone when G~ = 0). So a = w + (c ||g0|| / ||G~||) p~.
 Defaults from the notes: c = 0.4, no 1/(1 + c^2) rescale. Clip off is weighted-anchor CAGrad; c = 0
-is linear scalarization. Clipping changes the direction only when p is interior.
+is linear scalarization.
+
+When the clip changes the direction: G~ / ||G~|| equals G_p / ||G_p|| exactly when p~ is
+proportional to p, that is when w restricted to the support of p is proportional to p (for linearly
+independent gradients). That always holds at a vertex of the simplex (and when p = w), so for m = 2
+the clip changes the direction only when p is interior. For m >= 3 it also changes it on an edge or
+a face of the simplex: p = (1/2, 1/2, 0) with w = (0.6, 0.2, 0.2) gives p~ = (1/2, 0.2, 0).
 """
 
 from __future__ import annotations

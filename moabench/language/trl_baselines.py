@@ -1,7 +1,8 @@
 """The tiny language tasks trained by trl's own trainers, to check moabench's trainers against them
 (tests) and to measure their relative speed (benchmarks): `DPOTrainer` for DPO-LW at a one-hot
 preference, `GRPOTrainer` with `reward_weights` for MORLHF. Same tiny model, data, batch size,
-learning rate and KL weight as the moabench run they are compared with.
+learning rate and KL weight as the moabench run they are compared with, and float32 as moabench
+trains (trl turns bfloat16 autocast on by default, on the CPU too, hence `bf16=False`).
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def dpo_trainer(task: LanguageTask, output_dir: Path, objective: int = 0):
         max_steps=params.steps, learning_rate=params.learning_rate, beta=params.beta,
         lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", weight_decay=0.0,
         precompute_ref_log_probs=True, report_to=[], save_strategy="no", logging_strategy="no",
-        use_cpu=True, dataloader_num_workers=0, disable_tqdm=True, seed=0,
+        use_cpu=True, bf16=False, dataloader_num_workers=0, disable_tqdm=True, seed=0,
     )  # fmt: skip
     return DPOTrainer(
         model=policy, args=args, train_dataset=datasets.Dataset.from_list(rows),
@@ -77,7 +78,7 @@ def grpo_trainer(task: LanguageTask, preference: list[float], seed: int, output_
         multi_objective_aggregation="sum_then_normalize", scale_rewards="group",
         lr_scheduler_type="constant", warmup_steps=0, optim="adamw_torch", weight_decay=0.0,
         adam_beta1=0.9, adam_beta2=0.999, adam_epsilon=1e-8, disable_dropout=True,
-        report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+        report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True, bf16=False,
         dataloader_num_workers=0, disable_tqdm=True, seed=seed, shuffle_dataset=False,
     )  # fmt: skip
     return GRPOTrainer(

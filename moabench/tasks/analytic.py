@@ -241,6 +241,7 @@ class CAGradToy(AnalyticProblem):
         return cagrad_toy_objectives(x)
 
     def pareto_front(self) -> np.ndarray:
+        """Numerical: a fine grid's non-dominated points, thinned evenly along the front."""
         return cagrad_toy_front()
 
 
