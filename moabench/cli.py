@@ -27,7 +27,7 @@ from moabench.core.errors import ConfigError, describe_validation_error
 from moabench.core.preferences import PreferenceError, PreferenceNormalizedWarning
 from moabench.core.registry import UnknownNameError
 from moabench.core.task import tasks
-from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard, usable_records
+from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
 from moabench.runs.records import (
     CorruptRecordError,
     committed_records_folder,
@@ -358,28 +358,39 @@ def leaderboard(
         bool,
         typer.Option("--check", help="compare with the files in --out instead; exit 1 if stale"),
     ] = False,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="simplex-lattice partitions of the preference grid that a complete front covers, "
+            "as for `moabench sweep` (default: its standard grid, 11 points for two objectives, "
+            "15 for three); only complete fronts are ranked",
+        ),
+    ] = None,
 ) -> None:
-    """Rank algorithms per task from the run records; write LEADERBOARD.md and front plots."""
+    """Rank algorithms per task from the run records; write LEADERBOARD.md, CSV files, the web
+    page and plots."""
     with user_errors():
         if not results_dir.is_dir():
             raise UsageError(f"--results-dir {results_dir}: no such folder")
         out = results_dir / "leaderboard" if out is None else out
         if check:
-            differences = check_leaderboard(results_dir, out)
-            _report_skipped(usable_records(results_dir)[1])
-            if differences:
+            checked = check_leaderboard(results_dir, out, partitions=partitions)
+            _report_skipped(checked.skipped)
+            if checked.differences:
                 console.print(
                     f"the leaderboard in {out} is stale; the regenerated one differs:",
                     highlight=False,
                 )
-                console.print("\n".join(differences), highlight=False, markup=False)
+                console.print("\n".join(checked.differences), highlight=False, markup=False)
                 raise typer.Exit(1)
             console.print(
-                f"the leaderboard in {out} (LEADERBOARD.md, web page, plot files) is up to date",
+                f"the leaderboard in {out} (LEADERBOARD.md, CSV files, web page, plot files) is up "
+                "to date",
                 highlight=False,
             )
             return
-        result = build_leaderboard(results_dir, out)
+        result = build_leaderboard(results_dir, out, partitions=partitions)
     _report_skipped(result.skipped)
     console.print(
         f"wrote {out / 'LEADERBOARD.md'} ({len(result.tables)} task tables) and plots in {out / 'plots'}",

@@ -134,16 +134,24 @@ def test_sweep_then_leaderboard_end_to_end(cli, tmp_path):
     assert sweep.exit_code == 0, sweep.output
     assert "30 runs: 0 already done, 30 ok, 0 failed" in sweep.stdout
     (results / "0000000000000000.json").write_text("{corrupt")
-    made = cli("leaderboard", "--results-dir", str(results), "--out", str(board))
+    made = cli(
+        "leaderboard", "--results-dir", str(results), "--out", str(board), "--partitions", "4"
+    )
     assert made.exit_code == 0, made.output
     assert "0000000000000000.json" in made.stderr  # the corrupt file is named and skipped
     text = (board / "LEADERBOARD.md").read_text()
     assert "zdt1" in text and "raco" in text and "mgda" in text
     assert (board / "plots" / "zdt1.png").stat().st_size > 0
-    check = cli("leaderboard", "--results-dir", str(results), "--out", str(board), "--check")
+    check = cli(
+        "leaderboard", "--results-dir", str(results), "--out", str(board), "--partitions", "4",
+        "--check",
+    )  # fmt: skip
     assert check.exit_code == 0, check.output
     (board / "LEADERBOARD.md").write_text(text.replace("raco", "racoon"))
-    stale = cli("leaderboard", "--results-dir", str(results), "--out", str(board), "--check")
+    stale = cli(
+        "leaderboard", "--results-dir", str(results), "--out", str(board), "--partitions", "4",
+        "--check",
+    )  # fmt: skip
     assert stale.exit_code == 1 and "stale" in stale.output
 
 

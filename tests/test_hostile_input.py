@@ -152,7 +152,8 @@ def test_a_bad_record_is_skipped_with_a_warning_naming_its_file(cli, tmp_path, t
     output = " ".join(result.output.split())
     assert f"warning: skipped {target}" in output and reason in output
     table = (board / "LEADERBOARD.md").read_text()
-    assert "| 1 | ls |" in table and "| 1 | 0/1 |" in table  # one seed, one run: the good one
+    # one run, the good one: a one-point front of the 11-point grid, listed but not ranked
+    assert "| - | ls | no complete front |" in table and "| 0 (+1 partial) | 0/1 |" in table
 
 
 def test_a_sweep_reruns_an_unreadable_record_and_retries_failed_ones_when_asked(cli, tmp_path):

@@ -1,11 +1,24 @@
-"""The leaderboard from hand-made records on a made-up task (so the reference front is the union)."""
+"""The leaderboard from hand-made records on made-up tasks (so the reference front is the union),
+on a three-preference grid (`partitions=2`)."""
+
+import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from moabench.core.algorithm import GramRule, Paradigm, algorithms
+from moabench.evaluation import fronts, load_results
+from moabench.evaluation.frame import RECORD_COLUMNS
 from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
-from moabench.evaluation.tables import mean_interval
+from moabench.evaluation.stats import (
+    holm,
+    improvement_interval,
+    iqm_interval,
+    paired_t_test,
+    t_interval,
+)
+from moabench.evaluation.tables import standings
 from moabench.runs.records import RunConfig, RunRecord, load_records, write_record
 
 SPACE = {
@@ -14,13 +27,14 @@ SPACE = {
     "ideal": [0.0, 0.0],
     "nadir": [1.0, 1.0],
 }
-GRID = [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+GRID = [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]  # simplex_lattice(2, 2)
+PARTITIONS = 2
 
 
-def record(algorithm, preference, seed, objectives, task_params=None, reason=None):
+def record(algorithm, preference, seed, objectives, task="toy-task", task_params=None, reason=None):
     config = RunConfig(
         algorithm=algorithm,
-        task="toy-task",
+        task=task,
         task_params=task_params or {},
         preference=preference,
         seed=seed,
@@ -41,6 +55,10 @@ def write_front(results, algorithm, seed, points, **kwargs):
         write_record(record(algorithm, preference, seed, point, **kwargs), results)
 
 
+def build(results, out, **kwargs):
+    return build_leaderboard(results, out, partitions=PARTITIONS, **kwargs)
+
+
 @pytest.fixture
 def results(tmp_path):
     folder = tmp_path / "results"
@@ -51,40 +69,131 @@ def results(tmp_path):
     return folder
 
 
-def test_algorithms_are_ranked_by_hypervolume_with_intervals(results, tmp_path):
-    result = build_leaderboard(results, tmp_path / "board")
+def row(table, algorithm):
+    return next(r for r in table.rows if r.algorithm == algorithm)
+
+
+def test_algorithms_are_ranked_by_hypervolume_with_t_intervals(results, tmp_path):
+    result = build(results, tmp_path / "board")
     (table,) = result.tables
-    assert table.reference == "union"
-    ranked = [row.algorithm for row in table.rows if row.supported]
-    assert ranked == ["ls", "mgda"]
+    assert table.reference.kind == "union" and table.grid == 3
+    assert [r.algorithm for r in table.ranked] == ["ls", "mgda"]
     text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert "| 1 | ls |" in text and "| 2 | mgda |" in text
-    hv = table.rows[0].summary["hypervolume"]
-    assert hv.low <= hv.mean <= hv.high and hv.n == 3
+    # mgda's one point (0.5, 0.5 + j) has HV (1.1 - 0.5)(1.1 - 0.5 - j): 0.36, 0.354, 0.348
+    hv = row(table, "mgda").summary["hypervolume"]
+    expected = t_interval([0.36, 0.354, 0.348])
+    assert (hv.mean, hv.low, hv.high) == pytest.approx((expected.mean, expected.low, expected.high))
+    assert hv.n == 3
+    assert hv.high - hv.mean == pytest.approx(4.302653 * 0.006 / math.sqrt(3), rel=1e-6)
+
+
+def test_comparisons_with_the_leader_are_paired_by_seed_and_holm_adjusted(tmp_path):
+    """One point (a, 0) per front has HV 1.1 (1.1 - a). Seeds move every algorithm together (as
+    shared starting points do): `close` trails `leader` by a steady 0.011 in HV, far less than
+    the spread over seeds, so unpaired intervals overlap while the paired test separates them;
+    `noisy` trails by as much on average but erratically; `twin` trails by 0.1% on every seed
+    (significant, and a practical tie)."""
+    results = tmp_path / "results"
+    base = np.linspace(0.0, 0.5, 10)
+    steady = np.array([0.01, 0.011, 0.009, 0.01, 0.0105, 0.0095, 0.01, 0.01, 0.0102, 0.0098])
+    erratic = np.array([0.06, -0.04, 0.05, -0.03, 0.04, -0.02, 0.03, -0.035, 0.045, -0.025])
+    shifts = {
+        "leader": 0 * base,
+        "close": steady,
+        "noisy": 0.01 + erratic,
+        "twin": 0.0007 + 0 * base,
+    }
+    for name, shift in shifts.items():
+        for seed, a in enumerate(base + shift):
+            write_front(results, name, seed, [[a, 0.0]] * 3)
+    (table,) = build(results, tmp_path / "board", plots=False).tables
+    hv = {name: 1.1 * (1.1 - (base + shift)) for name, shift in shifts.items()}
+    assert [r.algorithm for r in table.ranked] == ["leader", "twin", "close", "noisy"]
+    tests = {n: paired_t_test(hv[n], hv["leader"]) for n in ("twin", "close", "noisy")}
+    adjusted = dict(zip(tests, holm([t.p_value for t in tests.values()])))
+    for name, test in tests.items():
+        comparison = row(table, name).comparison
+        assert comparison.p_value == pytest.approx(test.p_value)
+        assert comparison.p_holm == pytest.approx(adjusted[name])
+        assert comparison.difference.mean == pytest.approx(test.difference.mean)
+    close, noisy, twin = (row(table, n) for n in ("close", "noisy", "twin"))
+    assert close.summary["hypervolume"].low < row(table, "leader").summary["hypervolume"].high
+    assert not close.comparison.statistical_tie and not close.comparison.practical_tie
+    assert noisy.comparison.statistical_tie and not noisy.comparison.practical_tie
+    # 0.0007 x 1.1 is under 0.5% of the leader's HV: a practical tie, though always behind
+    assert twin.comparison.practical_tie and not twin.comparison.statistical_tie
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "| 3 | close |" in text and "| ≈ |" not in text.split("| 3 | close |")[1].split("\n")[0]
+    assert "| <0.5% |" in text.split("| 2 | twin |")[1].split("\n")[0]
+
+
+def test_a_partial_front_is_never_ranked_and_says_what_it_misses(results, tmp_path):
+    write_record(record("raco", [0.5, 0.5], 0, [0.1, 0.1]), results)  # a one-off run
+    write_record(record("ls", [0.0, 1.0], 3, [0.0, 0.0]), results)  # an unfinished seed
+    write_record(record("ls", [0.5, 0.5], 3, [0.0, 0.0]), results)
+    write_record(record("ls", [0.3, 0.7], 0, [0.0, 0.0]), results)  # off the grid
+    result = build(results, tmp_path / "board")
+    (table,) = result.tables
+    raco, ls = row(table, "raco"), row(table, "ls")
+    assert raco.rank is None and raco.seeds == 0 and raco.partial == 1
+    assert [r.algorithm for r in table.ranked] == ["ls", "mgda"]  # raco's (0.1, 0.1) would lead
+    assert ls.seeds == 3 and ls.partial == 1
+    # seeds 0-2 only, without seed 0's off-grid point (0, 0), whose HV would be 1.1^2
+    assert ls.summary["hypervolume"].n == 3 and ls.summary["hypervolume"].high < 1.0
+    missing = {(f.algorithm, f.seed): (f.missing, f.off_grid) for f in table.partial}
+    assert missing == {("raco", 0): (2, 0), ("ls", 3): (1, 0)}
+    (aggregate,) = result.aggregates
+    assert aggregate.left_out == {"raco": ["toy-task"]} and "raco" not in aggregate.algorithms
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "| - | raco | no complete front |" in text
+    assert "| raco | 0 | 2 | 0 |" in text and "| ls | 3 | 1 | 0 |" in text
+    assert "| 3 (+1 partial) |" in text
+    per_front = pd.read_csv(tmp_path / "board" / "fronts.csv")
+    ls0 = per_front[(per_front.algorithm == "ls") & (per_front.seed == 0)].iloc[0]
+    assert ls0.complete and ls0.off_grid == 1
+
+
+def test_a_failed_run_leaves_its_front_complete_and_is_listed_with_its_reason(results, tmp_path):
+    write_record(record("raco", [0.5, 0.5], 0, None, reason="diverged: step 3: nan"), results)
+    write_record(record("raco", [0.0, 1.0], 0, [0.1, 0.9]), results)
+    write_record(record("raco", [1.0, 0.0], 0, [0.9, 0.1]), results)
+    write_front(results, "raco", 1, [[0.1, 0.9], [0.4, 0.4], [0.9, 0.1]])
+    (table,) = build(results, tmp_path / "board").tables
+    raco = row(table, "raco")
+    assert raco.seeds == 2 and raco.rank is not None and len(raco.failed) == 1
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "| 1/6 |" in text and "diverged: step 3: nan" in text
+    page = (tmp_path / "board" / "site" / "index.html").read_text()
+    assert "failed runs (1)" in page and "diverged: step 3: nan" in page
 
 
 def test_same_records_give_byte_identical_files(results, tmp_path):
-    build_leaderboard(results, tmp_path / "a")
-    build_leaderboard(results, tmp_path / "b")
-    for name in ("LEADERBOARD.md", "plots/toy-task.png"):
-        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    build(results, tmp_path / "a")
+    build(results, tmp_path / "b")
+    names = ["LEADERBOARD.md", "site/index.html", "standings.csv", "fronts.csv", "aggregates.csv"]
+    names += ["improvement.csv", "profiles.csv", "plots/toy-task.png", "plots/toy-task_overlay.png"]
+    names += ["plots/aggregate-analytic.png"]
+    for name in names:
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_an_empty_results_folder_gives_an_empty_leaderboard(tmp_path):
+    (tmp_path / "results").mkdir()
+    result = build(tmp_path / "results", tmp_path / "board")
+    assert result.tables == [] and result.aggregates == []
+    assert (tmp_path / "board" / "LEADERBOARD.md").read_text().startswith("# moabench leaderboard")
+    assert check_leaderboard(tmp_path / "results", tmp_path / "board").differences == []
 
 
 def test_corrupt_files_are_skipped_and_named(results, tmp_path):
     bad = results / "ffffffffffffffff.json"
     bad.write_text("{broken")
-    result = build_leaderboard(results, tmp_path / "board")
+    result = build(results, tmp_path / "board")
     assert [path for path, _ in result.skipped] == [bad]
     assert result.tables[0].rows[0].seeds == 3
-
-
-def test_failed_runs_are_counted_and_listed_with_their_reason(results, tmp_path):
-    write_record(record("raco", [0.5, 0.5], 0, None, reason="diverged: step 3: nan"), results)
-    write_front(results, "raco", 1, [[0.1, 0.9], [0.4, 0.4], [0.9, 0.1]])
-    build_leaderboard(results, tmp_path / "board")
-    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
-    assert "| 1/4 |" in text
-    assert "diverged: step 3: nan" in text
+    with pytest.warns(UserWarning, match="ffffffffffffffff.json"):
+        load_results(results)
 
 
 def test_task_parameters_such_as_scale_are_kept_apart(tmp_path):
@@ -95,8 +204,12 @@ def test_task_parameters_such_as_scale_are_kept_apart(tmp_path):
     write_front(
         results, "ls", 0, [[0.2, 1.0], [0.5, 0.6], [1.0, 0.2]], task_params={"scale": "paper"}
     )
-    labels = [table.label for table in build_leaderboard(results, tmp_path / "board").tables]
-    assert labels == ["toy-task scale=paper", "toy-task scale=tiny"]
+    result = build(results, tmp_path / "board")
+    assert [table.label for table in result.tables] == [
+        "toy-task scale=paper",
+        "toy-task scale=tiny",
+    ]
+    assert [a.group for a in result.aggregates] == ["analytic scale=paper", "analytic scale=tiny"]
 
 
 def test_an_algorithm_that_cannot_run_on_the_task_shows_as_n_a(results, tmp_path, monkeypatch):
@@ -107,49 +220,92 @@ def test_an_algorithm_that_cannot_run_on_the_task_shows_as_n_a(results, tmp_path
 
     OnlineOnly.name = "online-only"
     monkeypatch.setitem(algorithms._entries, "online-only", OnlineOnly)
-    build_leaderboard(results, tmp_path / "board")
+    build(results, tmp_path / "board")
     text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
     assert "| - | online-only | n/a |" in text
 
 
-def test_mean_intervals():
-    single = mean_interval([0.5])
-    assert str(single) == "0.5 (n=1)"
-    flat = mean_interval([0.3, 0.3, 0.3])
-    assert (flat.low, flat.high) == (0.3, 0.3)
-    spread = mean_interval([0.1, 0.2, 0.6])
-    assert spread.mean == pytest.approx(0.3)
-    assert spread.low <= spread.mean <= spread.high and spread.low < spread.high
-    assert spread == mean_interval([0.1, 0.2, 0.6])  # fixed bootstrap seed
-    assert np.isnan(mean_interval([]).mean)
+def test_results_as_data_and_the_statistics_redone_from_them(results, tmp_path):
+    records = load_results(results)
+    assert list(records.columns) == list(RECORD_COLUMNS) and len(records) == 18
+    first = records.iloc[0]
+    assert first.table == "toy-task" and first.algorithm == "ls" and first.status == "ok"
+    assert first.objectives == (0.0, 1.0) and first.preference == (0.0, 1.0)
+    per_front = fronts(records, partitions=PARTITIONS)
+    assert len(per_front) == 6 and per_front.complete.all()
+    union = per_front.reference_hypervolume.iloc[0]
+    assert per_front.score.tolist() == pytest.approx((per_front.hypervolume / union).tolist())
+    # what the table shows is what the frame gives
+    board = standings(records, partitions=PARTITIONS)
+    ls = per_front[per_front.algorithm == "ls"].sort_values("seed")
+    assert row(board.tables[0], "ls").summary["hypervolume"] == t_interval(ls.hypervolume)
+    build(results, tmp_path / "board", plots=False)
+    table = pd.read_csv(tmp_path / "board" / "standings.csv")
+    mgda = table[table.algorithm == "mgda"].iloc[0]
+    test = paired_t_test(
+        per_front[per_front.algorithm == "mgda"].sort_values("seed").hypervolume, ls.hypervolume
+    )
+    assert mgda.p_value == pytest.approx(test.p_value, rel=1e-6)
+    assert mgda.vs_leader == pytest.approx(test.difference.mean, rel=1e-6)
+
+
+def test_aggregates_across_tasks_from_the_fronts(results, tmp_path):
+    for seed in (0, 1, 2):  # a second analytic task; raco runs only there
+        write_front(
+            results, "ls", seed, [[0.0, 0.5], [0.3, 0.3 + 0.1 * seed], [0.5, 0.0]], task="other"
+        )
+        write_front(results, "mgda", seed, [[0.2, 0.2 + 0.05 * seed]] * 3, task="other")
+        write_front(results, "raco", seed, [[0.1, 0.1]] * 3, task="other")
+    result = build(results, tmp_path / "board")
+    (aggregate,) = result.aggregates
+    assert aggregate.group == "analytic" and aggregate.tables == ["other", "toy-task"]
+    assert aggregate.left_out == {"raco": ["toy-task"]}
+    per_front = pd.read_csv(tmp_path / "board" / "fronts.csv")
+
+    def strata(name):
+        mine = per_front[per_front.algorithm == name].sort_values(["table", "seed"])
+        return [group.score.to_numpy() for _, group in mine.groupby("table")]
+
+    ls, expected_ls = aggregate.iqm["ls"], iqm_interval(strata("ls"))  # from the CSV's 8 digits
+    assert (ls.mean, ls.low, ls.high) == pytest.approx(
+        (expected_ls.mean, expected_ls.low, expected_ls.high), rel=1e-6
+    )
+    expected = improvement_interval(strata("ls"), strata("mgda"))
+    assert aggregate.improvement[("ls", "mgda")].mean == pytest.approx(expected.mean)
+    assert aggregate.improvement[("mgda", "ls")].mean == pytest.approx(1 - expected.mean)
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "## Across tasks: analytic" in text and "- raco: none on toy-task" in text
+    assert (tmp_path / "board" / "plots" / "aggregate-analytic.png").exists()
 
 
 def test_check_reports_a_stale_leaderboard(results, tmp_path):
     board = tmp_path / "board"
-    build_leaderboard(results, board)
-    assert check_leaderboard(results, board) == []
+    build(results, board)
+    assert check_leaderboard(results, board, partitions=PARTITIONS).differences == []
     (board / "LEADERBOARD.md").write_text("# edited by hand\n")
-    differences = check_leaderboard(results, board)
+    csv = board / "standings.csv"
+    csv.write_text(csv.read_text().replace("mgda", "mgdb"))
+    differences = check_leaderboard(results, board, partitions=PARTITIONS).differences
     assert any(line.startswith("-# edited by hand") for line in differences)
+    assert any(line.startswith("-toy-task") and "mgdb" in line for line in differences)
 
 
 def test_check_reports_a_stale_page_and_plot_files(results, tmp_path):
     board = tmp_path / "board"
-    build_leaderboard(results, board)
+    build(results, board)
     page = board / "site" / "index.html"
     page.write_text(page.read_text().replace("<h1>", "<h1>old "))
     (board / "plots" / "retired-task.png").write_bytes(b"png")
-    (board / "plots" / "toy-task.png").unlink()
-    differences = check_leaderboard(results, board)
+    (board / "plots" / "toy-task_overlay.png").unlink()
+    differences = check_leaderboard(results, board, partitions=PARTITIONS).differences
     assert any(line.startswith("-<h1>old ") for line in differences), differences
-    assert f"stale plot (no table draws it): {board / 'plots/retired-task.png'}" in differences
-    assert f"missing plot: {board / 'plots/toy-task.png'}" in differences
-    build_leaderboard(results, board)  # regenerating removes the retired plot, redraws the other
-    assert check_leaderboard(results, board) == []
+    assert f"stale plot (nothing draws it): {board / 'plots/retired-task.png'}" in differences
+    assert f"missing plot: {board / 'plots/toy-task_overlay.png'}" in differences
+    build(results, board)  # regenerating removes the retired plot, redraws the other
+    assert check_leaderboard(results, board, partitions=PARTITIONS).differences == []
 
 
 def test_cost_columns_by_hand(tmp_path):
-    from moabench.evaluation.tables import task_table
     from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
     plan = plan_sweep(
@@ -157,18 +313,18 @@ def test_cost_columns_by_hand(tmp_path):
     )
     run_sweep(plan.configs, tmp_path)
     records = load_records(tmp_path).records
-    table, _ = task_table("zdt1", records, lambda task, params: None, "plot.png")
-    for row in table.rows:
-        if not row.supported:
-            continue
-        ours = [r for r in records if r.config.algorithm == row.algorithm]
+    board = standings(load_results(tmp_path), lambda task, params: None, partitions=2)
+    for table_row in board.tables[0].ranked:
+        ours = [r for r in records if r.config.algorithm == table_row.algorithm]
         evaluations = sum(
             r.cost.gradient_evaluations for r in ours
         )  # 3 runs x 100 steps x (1 or 2)
-        assert evaluations == 300 * (1 if row.algorithm == "ls" else 2)
-        assert row.summary["gradient_evaluations"].mean == evaluations
-        hv = row.summary["hypervolume"].mean
-        assert row.summary["hypervolume_per_kilo_evaluation"].mean == pytest.approx(
+        assert evaluations == 300 * (1 if table_row.algorithm == "ls" else 2)
+        assert table_row.summary["gradient_evaluations"].mean == evaluations
+        hv = table_row.summary["hypervolume"].mean
+        assert table_row.summary["hypervolume_per_kilo_evaluation"].mean == pytest.approx(
             1000 * hv / evaluations
         )
-        assert row.summary["wall_time"].mean == pytest.approx(sum(r.cost.wall_time_s for r in ours))
+        assert table_row.summary["wall_time"].mean == pytest.approx(
+            sum(r.cost.wall_time_s for r in ours)
+        )

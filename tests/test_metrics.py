@@ -5,6 +5,7 @@ import pytest
 
 from moabench.core.task import ObjectiveSpace
 from moabench.evaluation.metrics import (
+    cardinality,
     expected_utility,
     front_metrics,
     gd,
@@ -59,6 +60,16 @@ def test_nondominated_drops_dominated_points_and_duplicates():
     assert nondominated(np.vstack([F, F[:1]])).tolist() == F[:3].tolist()
 
 
+def test_cardinality_by_hand():
+    # F: three non-dominated points and (0.9, 0.9), dominated by (0.5, 0.5); a repeat counts once
+    assert cardinality(np.vstack([F, F[:1]])) == 3
+    # an algorithm that ignores the preference: one point, where sparsity and spacing read 0
+    one_point = np.tile([[0.4, 0.4]], (11, 1))
+    assert cardinality(one_point) == 1
+    assert sparsity(one_point) == spacing(one_point) == 0.0
+    assert cardinality(np.empty((0, 2))) == 0
+
+
 def test_sparsity_by_hand():
     # gaps 0.5, 0.5 in each objective: (0.25 + 0.25) * 2 / (3 - 1) = 0.5; the dominated point is ignored
     assert sparsity(np.vstack([PF, [[2.0, 2.0]]])) == pytest.approx(0.5)
@@ -102,7 +113,7 @@ def test_front_metrics_without_a_reference_front_leaves_distances_nan():
     metrics = front_metrics(F, np.full((4, 2), 0.5))
     assert np.isnan(metrics["igd"]) and np.isnan(metrics["gd"])
     assert metrics["hypervolume"] == pytest.approx(hypervolume(F))
-    assert metrics["n_nondominated"] == 3
+    assert metrics["cardinality"] == 3
     with_front = front_metrics(F, np.full((4, 2), 0.5), PF)
     assert with_front["igd_plus"] == pytest.approx(0.1333, abs=1e-4)
 
@@ -114,7 +125,7 @@ def test_an_objective_space_with_inverted_ideal_and_nadir_is_rejected():
 
 def test_front_metrics_of_an_empty_front():
     metrics = front_metrics(np.empty((0, 2)), np.empty((0, 2)), PF)
-    assert metrics["hypervolume"] == 0.0 and metrics["n_nondominated"] == 0
+    assert metrics["hypervolume"] == 0.0 and metrics["cardinality"] == 0
     assert np.isnan(metrics["igd"]) and np.isnan(metrics["expected_utility"])
 
 

@@ -169,12 +169,11 @@ def test_cli_runs_the_paper_scale(cli, local, tmp_path):
 
 
 def test_unlabelled_objectives_are_labelled_by_their_scorer(local):
+    from moabench.language.hub import read_pairs
     from moabench.tasks.summarization import Summarization
 
-    from moabench.language.hub import read_pairs
-
     task = Summarization(scale="paper", n_objectives=3, dataset=local["reddit"])
-    pairs = read_pairs(task.paper_setups["paper"], task.params, task.tiny_space.names)
+    pairs, _ = read_pairs(task.paper_setups["paper"], task.params, task.tiny_space.names)
     assert pairs.signs[:2].tolist()[0][:3] == [1.0, 1.0, 1.0]
     assert torch.isnan(pairs.signs[2]).all()  # faithfulness: left to the scorer
 
@@ -196,7 +195,7 @@ GOOD = dict(prompt="how to bake", response_a="first then", response_b="sorry can
     [
         ({k: v for k, v in GOOD.items() if k != "response_b"}, r"row 2: missing field 'response_b'"),
         ({**GOOD, "preferred": {"honesty": "a"}}, r"row 2: unknown objective\(s\) 'honesty'.*helpfulness, harmlessness"),
-        ({**GOOD, "response_a": "  "}, r"row 2: field 'response_a' is empty"),
+        ({**GOOD, "response_a": 7}, r"row 2: field 'response_a' must be a string, got 7"),
         ({**GOOD, "preferred": {"helpfulness": "left"}}, r"row 2: 'preferred' values must be 'a', 'b' or 'tie'"),
     ],
 )  # fmt: skip

@@ -1,8 +1,16 @@
 import numpy as np
+import pandas as pd
 import pytest
 
 from moabench.core.task import ObjectiveSpace
-from moabench.evaluation.plots import plot_fronts
+from moabench.evaluation.aggregates import aggregate
+from moabench.evaluation.plots import (
+    _limits,
+    algorithm_styles,
+    plot_aggregate,
+    plot_fronts,
+    plot_overlay,
+)
 
 TWO = ObjectiveSpace(("f1", "f2"), (False, False), (0.0, 0.0), (1.0, 1.0))
 THREE = ObjectiveSpace(("a", "b", "c"), (True, True, True), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0))
@@ -12,24 +20,71 @@ def fronts(m: int, shift: float = 0.0):
     rng = np.random.default_rng(0)
     points = rng.uniform(size=(6, m)) + shift
     preferences = rng.dirichlet(np.ones(m), size=6)
-    return {"ls": (points, preferences), "raco": (points[::-1], preferences)}
+    seeds = np.array([0, 0, 0, 1, 1, 1])
+    return {"ls": (points, preferences, seeds), "raco": (points[::-1], preferences, seeds)}
+
+
+def medians(m: int, shift: float = 0.0):
+    return {name: (points[:3], 0, 2) for name, (points, _, _) in fronts(m, shift).items()}
+
+
+STYLES = algorithm_styles(["ls", "raco"])
 
 
 @pytest.mark.parametrize(("space", "m"), [(TWO, 2), (THREE, 3)])
 def test_plots_are_pngs_and_byte_identical_for_the_same_input(tmp_path, space, m):
     front = np.eye(m)
-    a = plot_fronts("t", space, fronts(m), front, tmp_path / "a.png").read_bytes()
-    b = plot_fronts("t", space, fronts(m), front, tmp_path / "b.png").read_bytes()
-    moved = plot_fronts("t", space, fronts(m, 0.3), front, tmp_path / "c.png").read_bytes()
-    assert a.startswith(b"\x89PNG") and a == b and a != moved
+
+    def draw(name, shift=0.0):
+        small = plot_fronts("t", space, fronts(m, shift), front, "ref", tmp_path / f"{name}.png")
+        overlay = plot_overlay(
+            "t", space, medians(m, shift), front, "ref", tmp_path / f"{name}-o.png", STYLES
+        )
+        return small.read_bytes(), overlay.read_bytes()
+
+    a, b, moved = draw("a"), draw("b"), draw("c", 0.3)
+    assert a[0].startswith(b"\x89PNG") and a[1].startswith(b"\x89PNG")
+    assert a == b and a[0] != moved[0] and a[1] != moved[1]
 
 
 def test_an_empty_mapping_draws_only_the_front(tmp_path):
-    path = plot_fronts("empty", TWO, {}, np.array([[0.0, 1.0], [1.0, 0.0]]), tmp_path / "e.png")
+    path = plot_fronts(
+        "empty", TWO, {}, np.array([[0.0, 1.0], [1.0, 0.0]]), "ref", tmp_path / "e.png"
+    )
     assert path.read_bytes().startswith(b"\x89PNG")
 
 
 def test_four_objectives_are_refused_clearly(tmp_path):
     space = ObjectiveSpace(tuple("abcd"), (False,) * 4, (0.0,) * 4, (1.0,) * 4)
     with pytest.raises(ValueError, match="2 or 3 objectives, not 4"):
-        plot_fronts("t", space, {}, None, tmp_path / "x.png")
+        plot_fronts("t", space, {}, None, "ref", tmp_path / "x.png")
+
+
+def test_axes_frame_the_front_not_points_beyond_the_hypervolume_box():
+    """A point at f2 = 5 (normalised 5 > 1.1) adds no hypervolume: the axes frame the reference
+    front and the points inside the box (5% margin), and the far point is drawn at the edge."""
+    reference = np.array([[0.0, 1.0], [1.0, 0.0]])
+    points = np.array([[0.5, 0.6], [0.0, 5.0]])
+    (x_low, x_high), (y_low, y_high) = _limits(TWO, reference, [points])
+    assert (x_low, x_high) == pytest.approx((-0.05, 1.05))
+    assert (y_low, y_high) == pytest.approx((-0.05, 1.05))
+
+
+def test_every_algorithm_keeps_its_colour_and_marker():
+    styles = algorithm_styles(["raco", "ls", "mgda", "ls"])
+    assert list(styles) == ["ls", "mgda", "raco"]
+    assert len({colour for colour, _ in styles.values()}) == 3
+    assert len({marker for _, marker in styles.values()}) == 3
+
+
+def test_the_aggregate_figure(tmp_path):
+    rows = [
+        {"table": t, "algorithm": a, "seed": s, "complete": True, "score": score + 0.01 * s}
+        for t in ("t1", "t2")
+        for a, score in (("ls", 0.8), ("raco", 0.7))
+        for s in range(3)
+    ]
+    summary = aggregate("analytic", ["t1", "t2"], pd.DataFrame(rows))
+    path = plot_aggregate(summary, tmp_path / "a.png", STYLES)
+    assert path.read_bytes().startswith(b"\x89PNG")
+    assert summary.improvement[("ls", "raco")].mean == 1.0

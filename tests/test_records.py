@@ -103,7 +103,7 @@ def test_records_in_subfolders_and_records_sharing_a_key(tmp_path):
 
 
 def test_records_from_gpus_get_their_own_leaderboard_table(tmp_path):
-    from moabench.evaluation.tables import device_class
+    from moabench.evaluation.frame import device_class
 
     cpu = make_record(provenance={"hardware": {"gpus": []}})
     gpu = make_record(provenance={"hardware": {"gpus": ["NVIDIA H100 80GB HBM3"]}})

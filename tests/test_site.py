@@ -8,8 +8,13 @@ from html.parser import HTMLParser
 
 import pytest
 
+from moabench.core.task import make_task
 from moabench.evaluation.leaderboard import build_leaderboard
+from moabench.runs.records import RunRecord, write_record
+from moabench.runs.runner import resolve_config
 from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
+
+REASON = "diverged: step 7: objectives are not finite"
 
 
 @pytest.fixture(scope="module")
@@ -21,35 +26,56 @@ def board(tmp_path_factory):
         )
     )
     run_sweep(plan.configs, root / "results", workers=1)
-    build_leaderboard(root / "results", root / "leaderboard")
+    config = resolve_config("ls", "zdt1", [0.0, 1.0], seed=2)  # a failed run: a partial front
+    failed = RunRecord(
+        key=config.key(), config=config, paradigm="analytic", status="failed", reason=REASON,
+        objective_space=make_task("zdt1").space.to_record(),
+    )  # fmt: skip
+    write_record(failed, root / "results")
+    build_leaderboard(root / "results", root / "leaderboard", partitions=3)
     return root / "leaderboard"
 
 
 class Collector(HTMLParser):
     def __init__(self):
         super().__init__()
-        self.tables, self.images, self.headers = [], [], 0
+        self.tables, self.images, self.links = [], [], []
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
         if tag == "table":
-            self.tables.append(attrs.get("data-task", attrs.get("id")))
+            kind = next(
+                (k for k in ("data-aggregate", "data-task", "data-metrics") if k in attrs), ""
+            )
+            self.tables.append(f"{kind}={attrs.get(kind, '')}" if kind else attrs.get("class"))
         elif tag == "img":
             self.images.append(attrs["src"])
-        elif tag == "th":
-            self.headers += 1
+        elif tag == "a" and not attrs["href"].startswith("#"):
+            self.links.append(attrs["href"])
 
 
-def test_the_page_has_an_overall_view_a_table_per_task_and_its_plots(board):
+def test_the_page_has_the_aggregates_a_table_per_task_and_its_plots(board):
     page = board / "site" / "index.html"
     collector = Collector()
     collector.feed(page.read_text())
-    assert collector.tables == ["overall-table", "fonseca", "zdt1"]
-    assert len(collector.images) == 2
-    for source in collector.images:
+    assert collector.tables == [
+        "data-aggregate=analytic", "improvement",
+        "data-task=fonseca", "data-metrics=fonseca",
+        "data-task=zdt1", "data-metrics=zdt1", None,  # zdt1's partial fronts
+    ]  # fmt: skip
+    assert len(collector.images) == 5  # the aggregate, and per task the overlay and the panels
+    for source in collector.images + collector.links:
         assert (page.parent / source).resolve().is_file(), source
     text = page.read_text()
     assert "<details><summary>config</summary>" in text and "&quot;p&quot;: 1" in text  # gapo's
+
+
+def test_the_page_shows_failed_runs_with_their_reasons_and_partial_fronts(board):
+    text = (board / "site" / "index.html").read_text()
+    assert "failed runs (1)" in text and REASON in text
+    assert "Partial fronts (not ranked; the grid has 4 preferences)" in text
+    assert "0 (+1 partial)" not in text and "2 (+1 partial)" in text  # ls on zdt1: seeds 0, 1
+    assert "How to read it" in text and "Holm" in text and "never used to rank" in text
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -74,6 +100,8 @@ def test_the_page_in_a_real_browser(board):
         assert errors == []
 
         table = page.locator('table[data-task="zdt1"]')
+        headers = table.locator("th").all_inner_texts()
+        igd = headers.index("IGD+") + 1
 
         def column(index):
             return table.locator(f"tbody tr td:nth-child({index})").evaluate_all(
@@ -82,16 +110,17 @@ def test_the_page_in_a_real_browser(board):
 
         names_before = column(2)
         table.locator("th", has_text="IGD+").click()  # ascending IGD+
-        igd = [float(v) for v in column(4) if v]
-        assert igd == sorted(igd)
+        values = [float(v) for v in column(igd) if v]
+        assert values == sorted(values)
         table.locator("th", has_text="IGD+").click()  # descending
-        igd_descending = [float(v) for v in column(4) if v]
-        assert igd_descending == sorted(igd, reverse=True)
+        descending = [float(v) for v in column(igd) if v]
+        assert descending == sorted(values, reverse=True)
         assert sorted(column(2)) == sorted(names_before)  # the same rows, reordered
-        assert column(2) != names_before or len(set(igd)) == 1
+        assert column(2) != names_before or len(set(values)) == 1
 
         widths = page.locator("img").evaluate_all(
             "images => images.map(i => i.complete ? i.naturalWidth : 0)"
         )
-        assert widths and all(w > 0 for w in widths)
+        assert len(widths) == 5 and all(w > 0 for w in widths)
+        assert page.locator("details.failures summary").inner_text() == "failed runs (1)"
         browser.close()

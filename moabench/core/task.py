@@ -114,6 +114,12 @@ class Task(Registrable):
         """Whether `space` is known before a run (False where a run measures its normalisation)."""
         return True
 
+    @property
+    def skipped_rows(self) -> dict[str, dict[str, int]]:
+        """Rows of the task's datasets that its last run skipped for a known quirk,
+        {source: {quirk: rows}}, which the run's record keeps; {} for a task without datasets."""
+        return {}
+
     def pareto_front(self) -> np.ndarray | None:
         """The exact (or numerically exact) Pareto front in raw units, or None when unknown."""
         return None

@@ -2,8 +2,9 @@
 
 `ObjectiveSpace.normalize` is the only place that handles maximised objectives and scale: every
 function here takes points where the task's ideal point is 0 and its nadir 1, all minimised.
-Hypervolume, IGD, IGD+ and GD come from moocore/pymoo; sparsity, spacing and the preference
-metrics, which those libraries lack, are written here.
+Hypervolume, IGD, IGD+ and GD come from moocore/pymoo; cardinality, sparsity, spacing and the
+preference metrics, which those libraries lack, are written here. Sparsity and spacing describe a
+front's shape and are never used to rank (a one-point front scores 0 on both, as a perfect one).
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ def nondominated(points: np.ndarray) -> np.ndarray:
         return points
     unique = np.unique(points, axis=0)
     return unique[moocore.is_nondominated(unique)]
+
+
+def nondominated_mask(points: np.ndarray) -> np.ndarray:
+    """Which rows of `points` (n, m) are non-dominated (a duplicate of a non-dominated point is)."""
+    points = np.asarray(points, dtype=np.float64)
+    front = {tuple(p) for p in nondominated(points)}
+    return np.array([tuple(p) in front for p in points], dtype=bool)
+
+
+def cardinality(points: np.ndarray) -> int:
+    """The number of distinct non-dominated points: 1 for an algorithm that reaches the same point
+    whatever the preference (where sparsity and spacing read 0, as for a perfect front), as the
+    multi-objective RL benchmarks report it."""
+    return len(nondominated(points))
 
 
 def hypervolume(points: np.ndarray, reference: float = HV_REFERENCE) -> float:
@@ -128,12 +143,12 @@ METRICS = {
     "igd_plus": False,
     "igd": False,
     "gd": False,
-    "sparsity": False,
+    "sparsity": False,  # descriptive only: the leaderboard never ranks by sparsity or spacing
     "spacing": False,
     "inner_product": False,
     "rank_correlation": True,
     "expected_utility": True,
-    "n_nondominated": True,
+    "cardinality": True,
 }
 
 
@@ -145,7 +160,7 @@ def front_metrics(
     no non-dominated points and nan elsewhere."""
     points = np.asarray(points, dtype=np.float64)
     if len(points) == 0:
-        return {name: math.nan for name in METRICS} | {"hypervolume": 0.0, "n_nondominated": 0.0}
+        return {name: math.nan for name in METRICS} | {"hypervolume": 0.0, "cardinality": 0.0}
     has_reference = reference_front is not None and len(reference_front) > 0
     return {
         "hypervolume": hypervolume(points),
@@ -157,5 +172,5 @@ def front_metrics(
         "inner_product": inner_product(points, preferences),
         "rank_correlation": rank_correlation(points, preferences),
         "expected_utility": expected_utility(points, preferences),
-        "n_nondominated": float(len(nondominated(points))),
+        "cardinality": float(cardinality(points)),
     }

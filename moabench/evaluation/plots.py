@@ -1,15 +1,26 @@
-"""Front plots: one panel per algorithm, every run's final point coloured by its preference.
+"""The leaderboard's figures, in raw objective units, from complete fronts only.
 
-Filled markers are the algorithm's non-dominated points, hollow ones dominated; the reference front
-is drawn in grey. Two objectives: a scatter coloured by w_1. Three objectives: a 3-D scatter
-coloured by the preference as RGB. PNGs are written without metadata so that the same records
-give the same bytes.
+- `plot_overlay`: per task, every algorithm's front on one set of axes, over the reference front
+  (the exact one, or the union of every complete front) in grey. An algorithm's front is that of
+  its median seed by hypervolume (the lower middle one for an even number of seeds): its
+  non-dominated points, with the staircase that bounds what they dominate for two objectives.
+  Which front dominates where can be read off one picture.
+- `plot_fronts`: small multiples, one panel per algorithm on shared axes: every seed's final
+  points, coloured by preference, filled where non-dominated within their seed's front and
+  hollow where dominated.
+- `plot_aggregate`: an across-task aggregate: the IQM with its 95% interval, the performance
+  profiles with their bands, and the probability-of-improvement matrix.
+
+The axes frame the reference front and the points inside the hypervolume's reference box; a point
+beyond both (which adds no hypervolume) is drawn as a cross at the edge. Each algorithm keeps its
+colour and marker in every figure (`algorithm_styles`). PNGs are written without metadata, so the
+same records give the same bytes on one installation.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -17,85 +28,302 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from moabench.core.task import ObjectiveSpace  # noqa: E402
-from moabench.evaluation.metrics import nondominated  # noqa: E402
+from moabench.core.task import HV_REFERENCE, ObjectiveSpace  # noqa: E402
+from moabench.evaluation.aggregates import Aggregate  # noqa: E402
+from moabench.evaluation.metrics import nondominated_mask  # noqa: E402
+
+#: per algorithm: every complete front's final points (n, m) in raw units, their preferences
+#: (n, m) and seeds (n,)
+FrontPoints = tuple[np.ndarray, np.ndarray, np.ndarray]
+#: per algorithm: its median seed's final points (n, m) in raw units, that seed, how many seeds
+MedianFront = tuple[np.ndarray, int, int]
+Style = tuple[str, str]  # (colour, marker)
+
+MARKERS = "osD^v<>pP*"
+REFERENCE_COLOUR = "0.6"
+DPI = 80
 
 
-def _is_nondominated(points_normalised: np.ndarray) -> np.ndarray:
-    front = {tuple(p) for p in nondominated(points_normalised)}
-    return np.array([tuple(p) in front for p in points_normalised], dtype=bool)
+def algorithm_styles(labels: Sequence[str]) -> dict[str, Style]:
+    """A colour (tab10) and a marker for every algorithm label, by its position in sorted order."""
+    colours = plt.get_cmap("tab10").colors
+    return {
+        label: (matplotlib.colors.to_hex(colours[i % 10]), MARKERS[i % len(MARKERS)])
+        for i, label in enumerate(sorted(set(labels)))
+    }
+
+
+def plot_overlay(
+    title: str,
+    space: ObjectiveSpace,
+    fronts: Mapping[str, MedianFront],
+    reference: np.ndarray | None,
+    reference_label: str,
+    path: Path,
+    styles: Mapping[str, Style],
+) -> Path:
+    """Every algorithm's median front on one set of axes, over the reference front."""
+    m = _check_objectives(space)
+    figure = plt.figure(figsize=(9.5, 5.8), layout="constrained")
+    axes = _new_axes(figure, space, 1, 1, 1)
+    axes.set_title(title, fontsize=11)
+    handles = _draw_reference(axes, space, reference, reference_label)
+    points = {name: _front(space, front[0]) for name, front in fronts.items()}
+    limits = _limits(space, reference, list(points.values()))
+    for name in sorted(points):
+        colour, marker = styles[name]
+        if m == 2 and len(points[name]):
+            staircase = np.clip(points[name], *np.asarray(limits).T)
+            axes.step(*staircase.T, where="post", color=colour, linewidth=1.2, alpha=0.8)
+        _scatter(axes, space, points[name], limits, colour, marker, filled=False, size=44)
+        _, seed, seeds = fronts[name]
+        handles.append(
+            Line2D([], [], color=colour, marker=marker, markerfacecolor="none",
+                   linestyle="-" if m == 2 else "", label=f"{name} (seed {seed}, median of {seeds})")
+        )  # fmt: skip
+    handles.append(_beyond_handle())
+    _set_limits(axes, limits)
+    _label_axes(axes, space)
+    what = "its non-dominated points" + ("\nand the staircase they dominate" if m == 2 else "")
+    figure.legend(
+        handles=handles, loc="outside right upper", fontsize=8, title_fontsize=8, alignment="left",
+        title=f"each algorithm: the front of its\nmedian seed by hypervolume,\n{what}",
+    )  # fmt: skip
+    return _save(figure, path)
+
+
+def plot_fronts(
+    title: str,
+    space: ObjectiveSpace,
+    fronts: Mapping[str, FrontPoints],
+    reference: np.ndarray | None,
+    reference_label: str,
+    path: Path,
+) -> Path:
+    """One panel per algorithm, all on the same axes: every seed's final points coloured by
+    preference, filled where non-dominated within their seed's front, hollow where dominated."""
+    m = _check_objectives(space)
+    names = sorted(fronts)
+    columns = min(4, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / columns))
+    figure = plt.figure(figsize=(3.3 * columns + 1.8, 3.0 * rows + 1.1), layout="constrained")
+    figure.suptitle(title, fontsize=11)
+    limits = _limits(space, reference, [np.asarray(fronts[n][0]) for n in names])
+    handles: list[Line2D] = []
+    for index, name in enumerate(names or [""]):
+        axes = _new_axes(figure, space, rows, columns, index + 1)
+        handles = _draw_reference(axes, space, reference, reference_label)
+        if name:
+            _scatter_seeds(axes, space, *fronts[name], limits)
+            axes.set_title(name, fontsize=9)
+        _set_limits(axes, limits)
+        row, column = divmod(index, columns)
+        bottom = row == rows - 1 or index + columns >= len(names)
+        _label_axes(axes, space, x=bottom or m == 3, y=column == 0 or m == 3)
+    handles += [
+        Line2D([], [], color="0.2", marker="o", linestyle="", label="non-dominated in its seed's front"),
+        Line2D([], [], color="0.2", marker="o", markerfacecolor="none", linestyle="",
+               label="dominated in its seed's front"),
+        _beyond_handle(),
+    ]  # fmt: skip
+    if m == 2:
+        mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 1))
+        figure.colorbar(
+            mappable, ax=figure.axes, shrink=0.6, location="right",
+            label=f"colour: preference weight on {space.names[0]}",
+        )  # fmt: skip
+    else:
+        handles.append(
+            Line2D([], [], color="none", label="colour: preference (w1, w2, w3) as (R, G, B)")
+        )
+    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
+    return _save(figure, path)
+
+
+def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]) -> Path:
+    """The IQM of every algorithm with its interval, the performance profiles with their bands,
+    and the matrix of P(row > column)."""
+    names = aggregate.algorithms
+    k = max(1, len(names))
+    figure, (left, middle, right) = plt.subplots(
+        1, 3, figsize=(17, 0.42 * k + 3.4), layout="constrained", width_ratios=[1, 1.25, 1.1]
+    )
+    figure.suptitle(
+        f"Across tasks, {aggregate.group}: {len(aggregate.tables)} tasks "
+        f"({', '.join(aggregate.tables)})",
+        fontsize=11,
+    )
+    for position, name in enumerate(names):
+        interval, (colour, marker) = aggregate.iqm[name], styles[name]
+        y = k - 1 - position  # the best on top
+        if not math.isnan(interval.low):
+            left.plot([interval.low, interval.high], [y, y], color=colour, linewidth=6, alpha=0.45)
+        left.plot([interval.mean], [y], color=colour, marker=marker, markersize=7)
+    left.set_yticks(range(k), list(reversed(names)) or [""], fontsize=8)
+    left.set_ylim(-0.7, k - 0.3)
+    left.set_xlabel("IQM of HV / reference HV (bar: 95% stratified bootstrap CI)", fontsize=8)
+    left.set_title("interquartile mean", fontsize=10)
+    left.grid(axis="x", alpha=0.3)
+
+    for name in names:
+        fraction, low, high = aggregate.profiles[name]
+        colour, marker = styles[name]
+        middle.step(aggregate.taus, fraction, where="post", color=colour, linewidth=1.3, label=name)
+        middle.fill_between(
+            aggregate.taus, low, high, step="post", color=colour, alpha=0.12, linewidth=0
+        )
+    middle.set_xlabel("τ: HV / reference HV", fontsize=8)
+    middle.set_ylabel("fraction of runs with a score above τ", fontsize=8)
+    middle.set_title("performance profiles (band: 95% CI)", fontsize=10)
+    middle.set_ylim(-0.02, 1.02)
+    middle.grid(alpha=0.3)
+    if names:
+        middle.legend(fontsize=7, loc="lower left")
+
+    matrix = np.full((k, k), np.nan)
+    for i, x in enumerate(names):
+        for j, y in enumerate(names):
+            if i != j:
+                matrix[i, j] = aggregate.improvement[(x, y)].mean
+    right.imshow(matrix, cmap="RdBu", vmin=0, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if i != j:
+                right.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                           color="white" if abs(matrix[i, j] - 0.5) > 0.35 else "black")  # fmt: skip
+    right.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    right.set_yticks(range(len(names)), names, fontsize=8)
+    right.set_title("probability of improvement P(row > column)", fontsize=10)
+    return _save(figure, path)
+
+
+def _check_objectives(space: ObjectiveSpace) -> int:
+    if space.n_objectives not in (2, 3):
+        raise ValueError(f"front plots support 2 or 3 objectives, not {space.n_objectives}")
+    return space.n_objectives
+
+
+def _front(space: ObjectiveSpace, points: np.ndarray) -> np.ndarray:
+    """The non-dominated points of one front, in order along the first normalised objective."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, space.n_objectives)
+    front = np.unique(points[nondominated_mask(space.normalize(points))], axis=0)
+    return front[np.argsort(space.normalize(front)[:, 0], kind="stable")]
+
+
+def _limits(
+    space: ObjectiveSpace, reference: np.ndarray | None, arrays: Sequence[np.ndarray]
+) -> list[tuple[float, float]]:
+    """Axis limits (5% margin) around the reference front and the points inside the
+    hypervolume's reference box (all points when none is)."""
+    m = space.n_objectives
+    points = np.vstack(
+        [np.asarray(a, dtype=np.float64).reshape(-1, m) for a in arrays] or [np.zeros((0, m))]
+    )
+    inside = points[np.all(space.normalize(points) <= HV_REFERENCE, axis=1)]
+    framed = [inside] + ([] if reference is None else [np.asarray(reference).reshape(-1, m)])
+    data = np.vstack(framed)
+    if len(data) == 0:
+        data = points if len(points) else np.zeros((1, m))
+    low, high = data.min(axis=0), data.max(axis=0)
+    margin = np.where(high > low, 0.05 * (high - low), 0.05)
+    return [(float(a), float(b)) for a, b in zip(low - margin, high + margin)]
+
+
+def _set_limits(axes, limits: list[tuple[float, float]]) -> None:
+    axes.set_xlim(*limits[0])
+    axes.set_ylim(*limits[1])
+    if len(limits) == 3:
+        axes.set_zlim(*limits[2])
+
+
+def _new_axes(figure, space: ObjectiveSpace, *grid: int):
+    if space.n_objectives == 3:
+        axes = figure.add_subplot(*grid, projection="3d")
+        axes.view_init(elev=25, azim=45)
+        axes.set_box_aspect(None, zoom=0.85)  # room for the axis labels
+        return axes
+    return figure.add_subplot(*grid)
+
+
+def _draw_reference(axes, space, reference: np.ndarray | None, label: str) -> list[Line2D]:
+    """The reference front in grey; its legend entry."""
+    if reference is None or len(reference) == 0:
+        return []
+    extra = {"depthshade": False} if space.n_objectives == 3 else {"zorder": 1}
+    axes.scatter(*np.asarray(reference).T, s=3, color=REFERENCE_COLOUR, linewidths=0, **extra)
+    return [
+        Line2D([], [], color=REFERENCE_COLOUR, marker="o", markersize=4, linestyle="", label=label)
+    ]
+
+
+def _beyond_handle() -> Line2D:
+    return Line2D(
+        [], [], color="0.2", marker="x", linestyle="",
+        label="beyond the HV reference point: drawn at the edge",
+    )  # fmt: skip
+
+
+def _scatter(axes, space, points, limits, colours, marker: str, filled: bool, size: float) -> None:
+    """`points` inside `limits` with `marker`; those beyond as crosses on the edge."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, space.n_objectives)
+    if len(points) == 0:
+        return
+    low, high = np.asarray(limits).T
+    beyond = np.any((points < low) | (points > high), axis=1)
+    colours = matplotlib.colors.to_rgba_array(colours)
+    colours = np.broadcast_to(colours, (len(points), 4)) if len(colours) == 1 else colours
+    extra = {"depthshade": False} if space.n_objectives == 3 else {"zorder": 3}
+    for mask, symbol in ((~beyond, marker), (beyond, "x")):
+        if not mask.any():
+            continue
+        if filled or symbol == "x":
+            style = {"c": colours[mask]}
+        else:
+            style = {"facecolors": "none", "edgecolors": colours[mask]}
+        axes.scatter(
+            *np.clip(points[mask], low, high).T, s=size, marker=symbol, linewidths=1.2,
+            **style, **extra,
+        )  # fmt: skip
+
+
+def _scatter_seeds(
+    axes, space: ObjectiveSpace, points, preferences, seeds, limits: list[tuple[float, float]]
+) -> None:
+    points, preferences = np.asarray(points, np.float64), np.asarray(preferences, np.float64)
+    if len(points) == 0:
+        return
+    m = space.n_objectives
+    colours = plt.cm.viridis(preferences[:, 0]) if m == 2 else np.clip(preferences, 0, 1)
+    front = np.zeros(len(points), dtype=bool)
+    for seed in np.unique(seeds):
+        mine = np.asarray(seeds) == seed
+        front[mine] = nondominated_mask(space.normalize(points[mine]))
+    for mask, filled in ((front, True), (~front, False)):
+        if mask.any():
+            _scatter(axes, space, points[mask], limits, colours[mask], "o", filled, size=20)
 
 
 def _axis_labels(space: ObjectiveSpace) -> list[str]:
     return [f"{name} ({'max' if up else 'min'})" for name, up in zip(space.names, space.maximize)]
 
 
-def plot_fronts(
-    title: str,
-    space: ObjectiveSpace,
-    points_by_algorithm: Mapping[str, tuple[np.ndarray, np.ndarray]],
-    reference_front: np.ndarray | None,
-    path: Path,
-) -> Path:
-    """Draw `points_by_algorithm[name] = (raw objective vectors (n, m), preferences (n, m))`."""
-    m = space.n_objectives
-    if m not in (2, 3):
-        raise ValueError(f"front plots support 2 or 3 objectives, not {m}")
-    names = sorted(points_by_algorithm)
-    columns = min(4, max(1, len(names)))
-    rows = max(1, math.ceil(len(names) / columns))
-    projection = "3d" if m == 3 else None
-    figure = plt.figure(figsize=(3.6 * columns, 3.3 * rows + 0.6))
-    figure.suptitle(title)
+def _label_axes(axes, space: ObjectiveSpace, x: bool = True, y: bool = True) -> None:
     labels = _axis_labels(space)
-    for index, name in enumerate(names or [""]):
-        axes = figure.add_subplot(rows, columns, index + 1, projection=projection)
-        if reference_front is not None:
-            axes.scatter(*np.asarray(reference_front).T, s=1, color="0.7", label="reference front")
-        if name:
-            points, preferences = (
-                np.asarray(a, dtype=np.float64) for a in points_by_algorithm[name]
-            )
-            _scatter(axes, space, points, preferences)
-            axes.set_title(name, fontsize=10)
-        axes.set_xlabel(labels[0], fontsize=8)
-        axes.set_ylabel(labels[1], fontsize=8)
-        if m == 3:
-            axes.set_zlabel(labels[2], fontsize=8)
-            axes.view_init(elev=25, azim=45)
-        axes.tick_params(labelsize=7)
-    if m == 2:
-        mappable = plt.cm.ScalarMappable(cmap="viridis", norm=plt.Normalize(0, 1))
-        figure.colorbar(
-            mappable, ax=figure.axes, label=f"preference weight on {space.names[0]}", shrink=0.8
-        )
-    else:
-        figure.text(0.01, 0.01, "colour = preference (w1, w2, w3) as RGB", fontsize=8)
+    axes.set_xlabel(labels[0] if x else "", fontsize=8)
+    axes.set_ylabel(labels[1] if y else "", fontsize=8)
+    if space.n_objectives == 3:
+        axes.set_zlabel(labels[2], fontsize=8)
+    axes.tick_params(labelsize=7)
+    axes.xaxis.set_major_locator(MaxNLocator(5))  # tick labels that do not touch
+    axes.yaxis.set_major_locator(MaxNLocator(5))
+
+
+def _save(figure, path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=80, metadata={"Software": None})
+    figure.savefig(path, dpi=DPI, metadata={"Software": None})
     plt.close(figure)
     return path
-
-
-def _scatter(axes, space: ObjectiveSpace, points: np.ndarray, preferences: np.ndarray) -> None:
-    if len(points) == 0:
-        return
-    if space.n_objectives == 2:
-        colours = plt.cm.viridis(preferences[:, 0])
-    else:
-        colours = np.clip(preferences, 0, 1)
-    front = _is_nondominated(space.normalize(points))
-    for mask, filled in ((front, True), (~front, False)):
-        if not mask.any():
-            continue
-        colour = colours[mask]
-        axes.scatter(
-            *points[mask].T,
-            s=22,
-            facecolors=colour if filled else "none",
-            edgecolors=colour,
-            linewidths=1.0,
-            label="non-dominated" if filled else "dominated",
-        )

@@ -1,10 +1,11 @@
 """The leaderboard as a static web page: `leaderboard/site/index.html`, one self-contained file
-(inline CSS and JavaScript, no server, nothing fetched) that shows the front plots from
+(inline CSS and JavaScript, no server, nothing fetched) that shows the plots from
 `leaderboard/plots/`.
 
-Per task: a table sortable by any column (click a header), cells "mean [95% interval]" over
-seeds, each algorithm's full configuration on demand, and the front plot. On top: every
-algorithm's mean rank by hypervolume across the task tables where it ran.
+On top, how to read it and the across-task aggregates (IQM, probability of improvement, their
+plot). Per task: the standings (sortable by any column: click a header), cells "mean [95%
+interval]", each algorithm's full configuration on demand; the other metrics; partial fronts;
+the front plots; and the failed runs with their reasons.
 """
 
 from __future__ import annotations
@@ -12,34 +13,40 @@ from __future__ import annotations
 import html
 import json
 import math
-from collections import defaultdict
 from pathlib import Path
 
-from moabench.evaluation.tables import Row, TaskTable
+from moabench.evaluation import aggregates as aggregates_module
+from moabench.evaluation import tables as tables_module
+from moabench.evaluation.aggregates import Aggregate
+from moabench.evaluation.stats import Interval
+from moabench.evaluation.tables import COLUMNS, STANDING_COLUMNS, Row, TaskTable, p_text
 
-SITE_COLUMNS = {  # metric -> header; lower is better where False
-    "hypervolume": ("HV", True),
-    "igd_plus": ("IGD+", False),
-    "sparsity": ("sparsity", False),
-    "rank_correlation": ("pref. rank corr.", True),
-    "checkpoint_hypervolume": ("HV over checkpoints", True),
-    "steps_to_front": ("steps to 95% of it", False),
-    "gradient_evaluations": ("grad evals / front", False),
-    "hypervolume_per_kilo_evaluation": ("HV per 1k grad evals", True),
-    "wall_time": ("wall time / front (s)", False),
-}
+OTHER_COLUMNS = [metric for metric in COLUMNS if metric not in STANDING_COLUMNS]
+NAME = ' class="name"'  # left-aligned
 
 STYLE = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; }
-table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
-td:nth-child(2), th:nth-child(2) { text-align: left; }
-th { cursor: pointer; background: #f3f3f3; user-select: none; }
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 90em; padding: 0 1em;
+       line-height: 1.4; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: right; vertical-align: top;
+         white-space: nowrap; }
+.name { text-align: left; }
+th { background: #f3f3f3; }
+table.sortable th { cursor: pointer; user-select: none; }
 th[aria-sort="ascending"]::after { content: " ▲"; }
 th[aria-sort="descending"]::after { content: " ▼"; }
-tr.na td { color: #999; }
-img { max-width: 40em; display: block; }
+tr.na td, tr.unranked td { color: #888; }
+tr.leader td { font-weight: 600; }
+td.tie { color: #8a4b00; white-space: nowrap; }
+.scroll { overflow-x: auto; }
+img { max-width: 100%; display: block; margin: 0.5em 0; }
+figure { margin: 0.5em 0 1em 0; }
+figcaption { font-size: 0.85em; color: #444; }
 pre { text-align: left; margin: 0.3em 0; }
+details.failures li { font-family: monospace; font-size: 0.85em; }
+.legend li { margin: 0.3em 0; }
+.ci { font-size: 0.8em; color: #666; }
+nav a { margin-right: 0.8em; }
 """
 
 SCRIPT = """
@@ -65,108 +72,230 @@ function sortTable(header) {
   });
   rows.forEach((row) => body.appendChild(row));
 }
-document.querySelectorAll("th").forEach((th) => th.addEventListener("click", () => sortTable(th)));
+document.querySelectorAll("table.sortable th").forEach(
+  (th) => th.addEventListener("click", () => sortTable(th)));
 """
 
 
-def write_site(tables: list[TaskTable], out_dir: Path) -> Path:
-    """Write `out_dir/site/index.html`; plots are referenced from `out_dir/plots/`."""
+def write_site(
+    tables: list[TaskTable], aggregates: list[Aggregate], out_dir: Path, csv_files: list[str]
+) -> Path:
+    """Write `out_dir/site/index.html`; plots are referenced from `out_dir/plots/`, and the CSV
+    files from `out_dir`."""
     path = Path(out_dir) / "site" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_site(tables))
+    path.write_text(render_site(tables, aggregates, csv_files))
     return path
 
 
-def render_site(tables: list[TaskTable]) -> str:
+def render_site(tables: list[TaskTable], aggregates: list[Aggregate], csv_files: list[str]) -> str:
+    e = html.escape
+    files = ", ".join(f'<a href="../{e(name)}">{e(name)}</a>' for name in csv_files)
+    navigation = " ".join(
+        [
+            f'<a href="#aggregate-{i}">across tasks: {e(a.group)}</a>'
+            for i, a in enumerate(aggregates)
+        ]
+        + [f'<a href="#task-{i}">{e(t.label)}</a>' for i, t in enumerate(tables)]
+    )
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>moabench leaderboard</title>",
         f"<style>{STYLE}</style></head><body>",
         "<h1>moabench leaderboard</h1>",
-        "<p>Generated by <code>moabench leaderboard</code> from the run records. Per task, "
-        "algorithms are ranked by hypervolume (normalised minimisation space, reference point "
-        "1.1). Cells: mean over seeds [95% percentile-bootstrap interval]; ≈ marks a "
-        "hypervolume interval that overlaps the leader's. Click a column header to sort.</p>",
-        _overall(tables),
+        "<p>Generated by <code>moabench leaderboard</code> from the run records. The same "
+        f"numbers as CSV: {files}. Click a column header to sort a table.</p>",
+        f"<nav>{navigation}</nav>",
+        '<details class="legend" open><summary>How to read it</summary>',
+        "<h3>Per task</h3><ul>",
+        *(f"<li>{e(paragraph)}</li>" for paragraph in tables_module.LEGEND),
+        "</ul><h3>Across tasks</h3><ul>",
+        *(f"<li>{e(paragraph)}</li>" for paragraph in aggregates_module.LEGEND),
+        "</ul></details>",
     ]
-    parts += [_task_section(table, index) for index, table in enumerate(tables)]
+    parts += [_aggregate_section(a, i) for i, a in enumerate(aggregates)]
+    parts += [_task_section(table, i) for i, table in enumerate(tables)]
     parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
 
 
-def _ranked(table: TaskTable) -> list[tuple[Row, int, bool]]:
-    """(row, rank, tied with the leader) for the rows that ran, in table order."""
-    ranked = [row for row in table.rows if row.supported and row.seeds > 0]
-    leader = ranked[0].summary["hypervolume"] if ranked else None
-    return [
-        (row, rank, rank > 1 and row.summary["hypervolume"].overlaps(leader))
-        for rank, row in enumerate(ranked, start=1)
-    ]
+def _cell(interval: Interval, spec: str = ".4g") -> str:
+    """A sortable cell: the estimate, and its interval below it in small type."""
+    if math.isnan(interval.mean):
+        return '<td data-value="">-</td>'
+    below = (
+        f"(n={interval.n})"
+        if math.isnan(interval.low)
+        else (f"[{interval.low:{spec}}, {interval.high:{spec}}]")
+    )
+    return (
+        f'<td data-value="{interval.mean:.6g}">{interval.mean:{spec}}'
+        f'<br><span class="ci">{below}</span></td>'
+    )
 
 
-def _overall(tables: list[TaskTable]) -> str:
-    ranks: dict[str, list[int]] = defaultdict(list)
-    for table in tables:
-        for row, rank, _ in _ranked(table):
-            ranks[row.algorithm].append(rank)
-    order = sorted(ranks, key=lambda name: (sum(ranks[name]) / len(ranks[name]), name))
+def _aggregate_section(aggregate: Aggregate, index: int) -> str:
+    e = html.escape
     lines = [
-        '<h2 id="overall">Overall: mean rank across tasks</h2>',
-        '<table class="sortable" id="overall-table"><thead><tr><th>position</th>'
-        "<th>algorithm</th><th>mean rank</th><th>tasks</th></tr></thead><tbody>",
+        f'<h2 id="aggregate-{index}">Across tasks: {e(aggregate.group)}</h2>',
+        f"<p>{len(aggregate.tables)} tasks: {e(', '.join(aggregate.tables))}.</p>",
+        f'<table class="sortable" data-aggregate="{e(aggregate.group)}"><thead><tr>'
+        '<th class="name">algorithm</th><th>IQM of HV / reference HV [95% stratified bootstrap CI]</th>'
+        "<th>runs</th></tr></thead><tbody>",
     ]
-    for position, name in enumerate(order, start=1):
-        mean = sum(ranks[name]) / len(ranks[name])
+    for name in aggregate.algorithms:
+        interval = aggregate.iqm[name]
         lines.append(
-            f'<tr><td data-value="{position}">{position}</td>'
-            f'<td data-value="{html.escape(name)}">{html.escape(name)}</td>'
-            f'<td data-value="{mean:.6g}">{mean:.2f}</td>'
-            f'<td data-value="{len(ranks[name])}">{len(ranks[name])}</td></tr>'
+            f'<tr><td class="name" data-value="{e(name)}">{e(name)}</td>{_cell(interval)}'
+            f'<td data-value="{interval.n}">{interval.n}</td></tr>'
         )
     lines.append("</tbody></table>")
+    if aggregate.left_out:
+        lines.append("<p>Left out (no complete front on every task of this aggregate):</p><ul>")
+        lines += [
+            f"<li>{e(name)}: none on {e(', '.join(missing))}</li>"
+            for name, missing in sorted(aggregate.left_out.items())
+        ]
+        lines.append("</ul>")
+    names = aggregate.algorithms
+    if len(names) > 1:
+        header = "".join(f"<th>{e(name)}</th>" for name in names)
+        lines += [
+            "<p>Probability of improvement, P(row &gt; column) [95% stratified bootstrap CI]:</p>",
+            f'<div class="scroll"><table class="improvement"><thead><tr><th class="name">P(row &gt; '
+            f"column)</th>{header}</tr></thead><tbody>",
+        ]
+        for x in names:
+            cells = "".join(
+                "<td>-</td>"
+                if x == y
+                else f"<td>{e(format(aggregate.improvement[(x, y)], '.2f'))}</td>"
+                for y in names
+            )
+            lines.append(f'<tr><td class="name">{e(x)}</td>{cells}</tr>')
+        lines.append("</tbody></table></div>")
+    lines.append(
+        f'<figure><img src="../plots/{e(aggregate.slug)}.png" alt="{e(aggregate.group)}: IQM, '
+        'performance profiles and probability of improvement"><figcaption>Left: IQM with its '
+        "95% interval. Middle: performance profiles, the fraction of runs above each score, with "
+        "95% bands. Right: P(row &gt; column).</figcaption></figure>"
+    )
     return "\n".join(lines)
 
 
 def _task_section(table: TaskTable, index: int) -> str:
+    e = html.escape
     objectives = ", ".join(
         f"{n} ({'max' if up else 'min'})" for n, up in zip(table.space.names, table.space.maximize)
     )
-    headers = "".join(f"<th>{html.escape(h)}</th>" for h, _ in SITE_COLUMNS.values())
+    ranked = table.ranked
+    headers = [
+        "rank", "algorithm", "HV [95% t]", "vs leader: ΔHV [95% paired t]", "p Holm", "tie",
+        *(COLUMNS[m] for m in STANDING_COLUMNS[1:]), "seeds", "failed",
+    ]  # fmt: skip
     lines = [
-        f'<h2 id="task-{index}">{html.escape(table.label)}</h2>',
-        f"<p>Paradigm: {html.escape(table.paradigm)}. Objectives: {html.escape(objectives)}.</p>",
-        f'<table class="sortable" data-task="{html.escape(table.label)}"><thead><tr>'
-        f"<th>rank</th><th>algorithm</th>{headers}<th>seeds</th></tr></thead><tbody>",
+        f'<h2 id="task-{index}">{e(table.label)}</h2>',
+        f"<p>Paradigm: {e(table.paradigm)}. Objectives: {e(objectives)}. Normalisation: ideal "
+        f"{e(str(list(table.space.ideal)))}, nadir {e(str(list(table.space.nadir)))}.<br>"
+        f"Reference front: {e(table.reference.description)}; its HV is "
+        f"{table.reference.hypervolume:.4g}. Fronts: {table.grid} preferences each; "
+        f"{sum(row.seeds for row in ranked)} complete fronts ranked, {len(table.partial)} "
+        "partial.</p>",
+        f'<div class="scroll"><table class="sortable" data-task="{e(table.label)}"><thead><tr>'
+        + "".join(f"<th{NAME if h == 'algorithm' else ''}>{e(h)}</th>" for h in headers)
+        + "</tr></thead><tbody>",
     ]
-    ranks = {id(row): (rank, tied) for row, rank, tied in _ranked(table)}
-    for row in table.rows:
-        lines.append(_row(row, *ranks.get(id(row), (None, False))))
-    lines += [
-        "</tbody></table>",
-        f'<img src="../{html.escape(table.plot)}" alt="{html.escape(table.label)} fronts">',
-    ]
+    lines += [_standing(row, len(headers)) for row in table.rows]
+    lines.append("</tbody></table></div>")
+    if ranked:
+        lines += [
+            "<p>Other metrics, mean [95% t] over the same complete fronts (descriptive; never "
+            "used to rank):</p>",
+            f'<div class="scroll"><table class="sortable" data-metrics="{e(table.label)}">'
+            f"<thead><tr><th>rank</th><th{NAME}>algorithm</th>"
+            + "".join(f"<th>{e(COLUMNS[m])}</th>" for m in OTHER_COLUMNS)
+            + "</tr></thead><tbody>",
+        ]
+        for row in ranked:
+            cells = "".join(_cell(row.summary[m]) for m in OTHER_COLUMNS)
+            lines.append(
+                f'<tr><td data-value="{row.rank}">{row.rank}</td>'
+                f'<td class="name" data-value="{e(row.algorithm)}">{e(row.algorithm)}</td>{cells}</tr>'
+            )
+        lines.append("</tbody></table></div>")
+    if table.partial:
+        lines += [
+            f"<p>Partial fronts (not ranked; the grid has {table.grid} preferences):</p>",
+            f"<table><thead><tr><th{NAME}>algorithm</th><th>seed</th><th>missing preferences</th>"
+            "<th>records off the grid</th></tr></thead><tbody>",
+        ]
+        lines += [
+            f'<tr><td class="name">{e(f.algorithm)}</td><td>{f.seed}</td><td>{f.missing}</td>'
+            f"<td>{f.off_grid}</td></tr>"
+            for f in table.partial
+        ]
+        lines.append("</tbody></table>")
+    if ranked and table.space.n_objectives in (2, 3):
+        lines += [
+            f'<figure><img src="../{e(table.overlay)}" alt="{e(table.label)}: fronts on shared '
+            "axes\"><figcaption>Every algorithm's median attainment surface over its seeds (the "
+            "points reached by at least half of them) on shared axes, over the reference front."
+            "</figcaption></figure>",
+            f'<figure><img src="../{e(table.plot)}" alt="{e(table.label)}: every seed, one panel '
+            "per algorithm\"><figcaption>Every seed's final points, one panel per algorithm on "
+            "shared axes, coloured by preference; filled: non-dominated in its seed's front, "
+            "hollow: dominated.</figcaption></figure>",
+        ]
+    failures = sorted(
+        (f for row in table.rows for f in row.failed), key=lambda f: (f.algorithm, f.key)
+    )
+    if failures:
+        lines.append(
+            f'<details class="failures"><summary>failed runs ({len(failures)})</summary><ul>'
+        )
+        lines += [
+            f"<li>{e(f.key)} {e(f.algorithm)} w={e(str(list(f.preference)))} seed={f.seed}: "
+            f"{e(f.reason)}</li>"
+            for f in failures
+        ]
+        lines.append("</ul></details>")
     return "\n".join(lines)
 
 
-def _row(row: Row, rank: int | None, tied: bool) -> str:
-    config = html.escape(json.dumps(row.config, indent=1, sort_keys=True))
-    name = f"{html.escape(row.algorithm)}<details><summary>config</summary><pre>{config}</pre></details>"
+def _standing(row: Row, width: int) -> str:
+    e = html.escape
+    config = e(json.dumps(row.config, indent=1, sort_keys=True))
+    name = f"{e(row.algorithm)}<details><summary>config</summary><pre>{config}</pre></details>"
+    name_cell = f'<td class="name" data-value="{e(row.algorithm)}">{name}</td>'
     if not row.supported:
-        cells = "".join('<td data-value="">n/a</td>' for _ in SITE_COLUMNS)
+        cells = "".join('<td data-value="">n/a</td>' for _ in range(width - 2))
+        return f'<tr class="na"><td data-value="">-</td>{name_cell}{cells}</tr>'
+    failed = f'<td data-value="{len(row.failed)}">{len(row.failed)}/{row.runs}</td>'
+    if row.rank is None:
+        blanks = "".join('<td data-value=""></td>' for _ in range(width - 5))
         return (
-            f'<tr class="na"><td data-value="">-</td>'
-            f'<td data-value="{html.escape(row.algorithm)}">{name}</td>{cells}'
-            '<td data-value="">n/a</td></tr>'
+            f'<tr class="unranked"><td data-value="">-</td>{name_cell}'
+            f'<td data-value="">no complete front</td>{blanks}'
+            f'<td data-value="0">0 (+{row.partial} partial)</td>{failed}</tr>'
         )
-    cells = []
-    for metric in SITE_COLUMNS:
-        interval = row.summary[metric]
-        value = "" if math.isnan(interval.mean) else f"{interval.mean:.6g}"
-        cells.append(f'<td data-value="{value}">{html.escape(str(interval))}</td>')
-    position = "-" if rank is None else f"{'≈' if tied else ''}{rank}"
+    comparison = row.comparison
+    if comparison is None:
+        versus = '<td data-value="0">leader</td><td data-value=""></td><td data-value=""></td>'
+    else:
+        p_value = "" if math.isnan(comparison.p_holm) else f"{comparison.p_holm:.6g}"
+        versus = (
+            _cell(comparison.difference)
+            + f'<td data-value="{p_value}">{p_text(comparison.p_holm)}</td>'
+            + f'<td class="tie" data-value="{e(comparison.marks)}">{e(comparison.marks)}</td>'
+        )
+    seeds = f"{row.seeds}" + (f" (+{row.partial} partial)" if row.partial else "")
     return (
-        f'<tr><td data-value="{rank if rank is not None else ""}">{position}</td>'
-        f'<td data-value="{html.escape(row.algorithm)}">{name}</td>{"".join(cells)}'
-        f'<td data-value="{row.seeds}">{row.seeds}</td></tr>'
+        f'<tr class="{"leader" if comparison is None else "ranked"}">'
+        f'<td data-value="{row.rank}">{row.rank}</td>{name_cell}'
+        + _cell(row.summary["hypervolume"])
+        + versus
+        + "".join(_cell(row.summary[m]) for m in STANDING_COLUMNS[1:])
+        + f'<td data-value="{row.seeds}">{e(seeds)}</td>{failed}</tr>'
     )

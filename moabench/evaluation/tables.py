@@ -1,40 +1,56 @@
-"""Run records -> per-task standings: one `TaskTable` per task configuration, with every
-algorithm's metrics summarised over seeds (mean and 95% bootstrap interval).
+"""Per-task standings, computed from the fronts of `frame.fronts`: one `TaskTable` per task table
+(task, the task parameters that differ from its defaults, device).
 
-A *front* is the set of final points of one algorithm configuration on one task and one seed,
-across the preference grid. Metrics are computed per front and then summarised over seeds. The
-tables are a pure function of the records (fixed bootstrap seed), computed once and rendered by
-`markdown`, `site` and `plots`.
+- Only complete fronts are ranked (`frame`: every preference of the grid has a record). An
+  algorithm's row summarises its complete fronts, one per seed; its partial fronts are listed
+  apart with how many preferences they miss, and an algorithm with none complete is not ranked.
+- Every metric is summarised over seeds as its mean and 95% Student t interval
+  (`stats.t_interval`). Algorithms are ordered by mean hypervolume; sparsity and spacing are
+  descriptive columns and never rank.
+- The leader (highest mean hypervolume) is compared with every other ranked algorithm on the
+  seeds both have complete, paired by seed (`stats.paired_t_test`), with Holm's adjustment over the
+  table's comparisons (`stats.holm`): a *statistical tie* is a Holm-adjusted p-value of at least
+  `ALPHA` (or fewer than two shared seeds). A *practical tie* is a mean difference within
+  `PRACTICAL_TIE` (0.5%) of the leader's hypervolume, whatever the test says.
+
+The tables are a pure function of the records, computed once and rendered by `markdown`, `site`,
+`exports` and `plots`.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections import defaultdict
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from typing import Any
 
 import numpy as np
-from scipy.stats import bootstrap
+import pandas as pd
 
 from moabench.core.algorithm import Paradigm, algorithms
-from moabench.core.errors import ConfigError
-from moabench.core.task import ObjectiveSpace, tasks
-from moabench.evaluation.metrics import checkpoint_front, front_metrics, nondominated
-from moabench.runs.records import RunRecord
+from moabench.core.task import ObjectiveSpace
+from moabench.evaluation.frame import (
+    Reference,
+    ReferenceFront,
+    changed_task_params,
+    default_reference_front,
+    front_frame,
+    mark_fronts,
+    reference_of,
+    space_of,
+)
+from moabench.evaluation.stats import Interval, holm, paired_t_test, t_interval
 
-ReferenceFront = Callable[[str, dict[str, Any]], "np.ndarray | None"]
-BOOTSTRAP_SEED = 0
-BOOTSTRAP_RESAMPLES = 2000
+ALPHA = 0.05
+PRACTICAL_TIE = 0.005
 
 COLUMNS = {  # metric -> column header, in table order
     "hypervolume": "HV",
+    "score": "HV / reference HV",
     "igd_plus": "IGD+",
     "igd": "IGD",
     "gd": "GD",
+    "cardinality": "cardinality",
     "sparsity": "sparsity",
     "spacing": "spacing",
     "rank_correlation": "pref. rank corr.",
@@ -49,241 +65,237 @@ COLUMNS = {  # metric -> column header, in table order
 
 
 @dataclass(frozen=True)
-class Interval:
-    mean: float
-    low: float
-    high: float
-    n: int
-
-    def __str__(self) -> str:
-        if math.isnan(self.mean):
-            return "-"
-        if self.n < 2:
-            return f"{self.mean:.4g} (n=1)"
-        return f"{self.mean:.4g} [{self.low:.4g}, {self.high:.4g}]"
-
-    def overlaps(self, other: Interval) -> bool:
-        return self.low <= other.high and other.low <= self.high
+class Failure:
+    key: str
+    algorithm: str
+    preference: tuple[float, ...]
+    seed: int
+    reason: str
 
 
-def mean_interval(values: list[float]) -> Interval:
-    """Mean and 95% percentile-bootstrap interval (fixed seed) of per-seed values."""
-    data = np.asarray([v for v in values if not math.isnan(v)], dtype=np.float64)
-    if len(data) == 0:
-        return Interval(math.nan, math.nan, math.nan, 0)
-    mean = float(data.mean())
-    if len(data) < 2 or np.ptp(data) == 0:
-        return Interval(mean, mean, mean, len(data))
-    result = bootstrap(
-        (data,), np.mean, confidence_level=0.95, n_resamples=BOOTSTRAP_RESAMPLES,
-        method="percentile", random_state=BOOTSTRAP_SEED,
-    )  # fmt: skip
-    interval = result.confidence_interval
-    return Interval(mean, float(interval.low), float(interval.high), len(data))
+@dataclass(frozen=True)
+class Comparison:
+    """One algorithm against the leader on the seeds both have complete, paired by seed."""
+
+    difference: Interval  # this algorithm's HV minus the leader's: mean and 95% paired t interval
+    p_value: float  # two-sided paired t-test (nan with fewer than two shared seeds)
+    p_holm: float  # Holm-adjusted over the table's comparisons
+    statistical_tie: bool
+    practical_tie: bool
+
+    @property
+    def marks(self) -> str:
+        """ "≈" for a statistical tie, "<0.5%" for a practical one (`LEGEND`)."""
+        return " ".join(["≈"] * self.statistical_tie + ["<0.5%"] * self.practical_tie)
+
+
+def p_text(p: float) -> str:
+    """A p-value for a table: two significant digits, "<0.0001" below that, "-" for none."""
+    if math.isnan(p):
+        return "-"
+    return "<0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
+#: Columns of the standings table besides rank, algorithm and the comparison with the leader.
+STANDING_COLUMNS = ("hypervolume", "score", "igd_plus", "cardinality")
+
+#: How to read a task table: one entry per paragraph, plain text (the renderers add markup).
+LEGEND = (
+    "Only complete fronts are ranked. A front is one algorithm's final points on one seed across "
+    "the preference grid (the simplex lattice of moabench sweep: 11 preferences for two "
+    "objectives, 15 for three); it is complete when every preference has a record, ok or failed "
+    "(a failed run's point is missing from its front, which lowers its HV). Partial fronts (a "
+    "one-off moabench run, an unfinished sweep) are listed under their table with the number of "
+    "preferences they miss, and never ranked; a row's seeds are its complete fronts.",
+    "HV: hypervolume of a front in the normalised minimisation space (ideal 0, nadir 1, "
+    "reference point 1.1 per objective). Cells are mean over seeds [95% Student t interval: "
+    "mean ± t(0.975, n-1) s/√n], (n=1) for a single seed. Rows are ordered by mean HV.",
+    "vs leader: each algorithm against the leader (highest mean HV) on the seeds both have "
+    "complete, paired by seed, since seeds share starting points and reference policies: the "
+    "mean HV difference with its 95% paired t interval, and the two-sided paired t-test's "
+    "p-value, Holm-adjusted over the table's comparisons (p Holm). A paired t-test rather than "
+    "Wilcoxon's signed-rank test, whose p-value cannot fall below 2/2^n (0.0625 at 5 seeds).",
+    "tie: ≈ where the Holm-adjusted p-value is 0.05 or more (or fewer than two seeds are shared): "
+    "the records do not separate the algorithm from the leader at a family-wise 5% level. "
+    "<0.5% where the mean difference is within 0.5% of the leader's HV: a practical tie, "
+    "whatever the test says. A rank with either mark is no evidence of an order; nor are the "
+    "ranks below the leader among themselves, which are not tested against each other.",
+    "Reference front: the task's exact front where it has one (its sampling is stated per table), "
+    "else the union of every algorithm's complete fronts. IGD, IGD+ and GD are measured against "
+    "it, and HV / reference HV is the score that the across-task aggregates compare.",
+    "cardinality: the number of distinct non-dominated points of a front. Sparsity (PGMORL) and "
+    "spacing (Schott) describe a front's shape and are never used to rank: an algorithm that "
+    "ignores the preference reaches one point (cardinality 1), where both read 0, as for a "
+    "perfect front.",
+    "Costs are per front (all preferences of one seed): gradient evaluations, HV per 1,000 of "
+    "them, and wall time as recorded on the machine that ran the records (see their "
+    "provenance).",
+)
 
 
 @dataclass
 class Row:
     algorithm: str
-    summary: dict[str, Interval] = field(default_factory=dict)
-    seeds: int = 0
-    runs: int = 0
-    failed: list[RunRecord] = field(default_factory=list)
-    supported: bool = True
     config: dict[str, Any] = field(default_factory=dict)  # the algorithm's resolved parameters
+    supported: bool = True
+    summary: dict[str, Interval] = field(default_factory=dict)  # over complete fronts
+    seeds: int = 0  # complete fronts (one per seed): what the row summarises
+    partial: int = 0  # seeds whose front is partial (not counted)
+    runs: int = 0
+    failed: list[Failure] = field(default_factory=list)
+    rank: int | None = None
+    comparison: Comparison | None = None  # None for the leader and unranked rows
+
+
+@dataclass(frozen=True)
+class PartialFront:
+    algorithm: str
+    seed: int
+    missing: int  # grid preferences without a record
+    off_grid: int  # records at preferences off the grid
 
 
 @dataclass
 class TaskTable:
     label: str
     task: str
+    task_params: dict[str, Any]
     paradigm: str
+    group: str  # the across-task aggregate it belongs to (`aggregates`)
     space: ObjectiveSpace
     rows: list[Row]
-    reference: str  # "exact" or "union"
-    plot: str
+    reference: Reference
+    grid: int  # preferences in the grid
+    partial: list[PartialFront]
+    plot: str  # small multiples, one panel per algorithm
+    overlay: str  # every algorithm's front on one set of axes
 
-
-def device_class(record: RunRecord) -> str:
-    """ "cpu", or the GPUs a record ran on: results from different devices get separate tables."""
-    gpus = record.provenance.get("hardware", {}).get("gpus") or []
-    return "+".join(sorted(str(g) for g in gpus)) or "cpu"
-
-
-def _canonical(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True, separators=(",", ":"))
-
-
-def _label(name: str, params: dict[str, Any], defaults: dict[str, Any] | None) -> str:
-    """`name` plus the parameters that differ from the registered defaults."""
-    changed = {k: v for k, v in sorted(params.items()) if defaults is None or defaults.get(k) != v}
-    return name + "".join(f" {k}={v}" for k, v in changed.items())
-
-
-def _defaults(registry, name: str) -> dict[str, Any] | None:
-    if name not in registry:
-        return None
-    return json.loads(json.dumps(registry.get(name).hyperparameters()))
-
-
-def _space(record: RunRecord) -> ObjectiveSpace:
-    s = record.objective_space
-    return ObjectiveSpace(
-        tuple(s["names"]), tuple(s["maximize"]), tuple(s["ideal"]), tuple(s["nadir"])
-    )
-
-
-def default_reference_front(task: str, task_params: dict[str, Any]) -> np.ndarray | None:
-    """The registered task's exact front, or None when the task is unknown here or has none."""
-    if task not in tasks:
-        return None
-    return tasks.get(task)(**task_params).pareto_front()
-
-
-def task_table(
-    label: str, records: list[RunRecord], reference_front: ReferenceFront, plot_name: str
-) -> tuple[TaskTable, dict[str, tuple[np.ndarray, np.ndarray]]]:
-    """The standings of every algorithm configuration on one task configuration."""
-    first = records[0]
-    space = _space(first)
-    ok = [r for r in records if r.status == "ok"]
-    exact = reference_front(first.config.task, first.config.task_params)
-    if exact is not None:
-        reference, kind = space.normalize(exact), "exact"
-    else:
-        reference = nondominated(space.normalize([r.objectives for r in ok])) if ok else None
-        kind = "union"
-
-    by_algorithm: dict[str, list[RunRecord]] = defaultdict(list)
-    for record in records:
-        params = record.config.algorithm_params
-        name = _label(
-            record.config.algorithm, params, _defaults(algorithms, record.config.algorithm)
-        )
-        by_algorithm[name].append(record)
-
-    rows, points_by_algorithm = [], {}
-    for name, group in sorted(by_algorithm.items()):
-        row = Row(
-            algorithm=name,
-            runs=len(group),
-            failed=[r for r in group if r.status != "ok"],
-            config={"algorithm": group[0].config.algorithm} | group[0].config.algorithm_params,
-        )
-        per_seed: dict[int, list[RunRecord]] = defaultdict(list)
-        for record in group:
-            if record.status == "ok":
-                per_seed[record.config.seed].append(record)
-        values: dict[str, list[float]] = defaultdict(list)
-        for seed in sorted(per_seed):
-            front = per_seed[seed]
-            points = space.normalize([r.objectives for r in front])
-            preferences = np.asarray([r.config.preference for r in front])
-            for metric, value in front_metrics(points, preferences, reference).items():
-                values[metric].append(value)
-            checkpoints = [
-                (step, point)
-                for r in front
-                for step, point in zip(r.trajectory.steps, r.trajectory.objectives)
-            ]
-            hv, steps = math.nan, math.nan
-            if checkpoints:
-                hv, steps = checkpoint_front(
-                    np.array([step for step, _ in checkpoints]),
-                    space.normalize([point for _, point in checkpoints]),
-                )
-            values["checkpoint_hypervolume"].append(hv)
-            values["steps_to_front"].append(steps)
-            evaluations = float(sum(r.cost.gradient_evaluations for r in front))
-            values["gradient_evaluations"].append(evaluations)
-            values["hypervolume_per_kilo_evaluation"].append(
-                1000 * values["hypervolume"][-1] / evaluations if evaluations else math.nan
-            )
-            values["wall_time"].append(float(sum(r.cost.wall_time_s for r in front)))
-        row.seeds = len(per_seed)
-        row.summary = {metric: mean_interval(values[metric]) for metric in COLUMNS}
-        rows.append(row)
-        ok_group = [r for r in group if r.status == "ok"]
-        points_by_algorithm[name] = (
-            np.asarray([r.objectives for r in ok_group]).reshape(-1, space.n_objectives),
-            np.asarray([r.config.preference for r in ok_group]).reshape(-1, space.n_objectives),
-        )
-
-    paradigm = first.paradigm
-    for name in algorithms.names():  # algorithms that cannot run on this task show as n/a
-        if not algorithms.get(name).supports(Paradigm(paradigm)):
-            rows.append(Row(algorithm=name, supported=False, config={"algorithm": name}))
-    rows.sort(key=_rank_key)
-    table = TaskTable(label, first.config.task, paradigm, space, rows, kind, plot_name)
-    return table, points_by_algorithm
-
-
-def _rank_key(row: Row) -> tuple:
-    hv = row.summary.get("hypervolume")
-    missing = hv is None or math.isnan(hv.mean)
-    return (not row.supported, missing, -(hv.mean if not missing else 0.0), row.algorithm)
+    @property
+    def ranked(self) -> list[Row]:
+        return [row for row in self.rows if row.rank is not None]
 
 
 @dataclass
-class TaskConfiguration:
-    """The records of one task configuration (task parameters and device) and its table."""
-
-    task: str
-    task_params: dict[str, Any]
-    table: TaskTable
-    #: per algorithm label: (final points, their preferences), raw units
-    points: dict[str, tuple[np.ndarray, np.ndarray]]
-
-
-def task_mismatch(record: RunRecord) -> str | None:
-    """Why `record` cannot stand in its registered task's table (its parameters are not valid
-    here, or its objective space or paradigm are not the task's), or None; a task this
-    installation does not know is taken as the record describes it."""
-    if record.config.task not in tasks:
-        return None
-    expected = _task_shape(record.config.task, _canonical(record.config.task_params))
-    if isinstance(expected, str):
-        return expected
-    space, fixed, paradigm = expected
-    recorded = record.objective_space
-    for part in ("names", "maximize", "ideal", "nadir") if fixed else ("names", "maximize"):
-        if list(recorded[part]) != list(getattr(space, part)):
-            return (
-                f"objective space {part} {recorded[part]}, but task {record.config.task!r} "
-                f"with these parameters has {list(getattr(space, part))}"
-            )
-    if record.paradigm != paradigm:
-        return f"paradigm {record.paradigm!r}, but these task parameters give {paradigm!r}"
-    return None
-
-
-@cache
-def _task_shape(task: str, params: str) -> tuple[ObjectiveSpace, bool, str] | str:
-    """(objective space, whether it is fixed, paradigm) of a task configuration, or the reason
-    it is not valid."""
-    try:
-        instance = tasks.get(task)(**json.loads(params))
-    except ConfigError as error:
-        return f"its task parameters are not valid here ({error})"
-    return instance.space, instance.space_is_fixed, instance.paradigm.value
+class Standings:
+    records: pd.DataFrame  # `frame.load_results`' frame with `on_grid` and `complete`
+    fronts: pd.DataFrame  # `frame.fronts`: one row per front
+    tables: list[TaskTable]
 
 
 def standings(
-    records: list[RunRecord], reference_front: ReferenceFront = default_reference_front
-) -> list[TaskConfiguration]:
-    """Group `records` by task configuration (parameters and device class) and compute each
-    group's table, in a fixed order."""
-    groups: dict[tuple[str, str], list[RunRecord]] = defaultdict(list)
-    for record in records:
-        params = record.config.task_params | {"device": device_class(record)}
-        groups[(record.config.task, _canonical(params))].append(record)
-    configurations = []
-    for (task, params), group in sorted(groups.items()):
-        task_params = json.loads(params)
-        device = task_params.pop("device")
-        label = _label(task, task_params, _defaults(tasks, task))
-        label += "" if device == "cpu" else f" on {device}"
-        plot_name = f"plots/{label.replace(' ', '_').replace('=', '-')}.png"
-        table, points = task_table(label, group, reference_front, plot_name)
-        configurations.append(TaskConfiguration(task, task_params, table, points))
-    return configurations
+    records: pd.DataFrame,
+    reference_front: ReferenceFront = default_reference_front,
+    partitions: int | None = None,
+) -> Standings:
+    """Fronts and per-task tables of `records` (`frame.load_results`), tables in label order."""
+    marked = mark_fronts(records, partitions)
+    groups = dict(list(marked.groupby("table", sort=True)))
+    references = {label: reference_of(group, reference_front) for label, group in groups.items()}
+    per_front = front_frame(marked, references)
+    tables = [
+        task_table(group, per_front[per_front["table"] == label], references[label])
+        for label, group in groups.items()
+    ]
+    return Standings(marked, per_front, tables)
+
+
+def task_table(records: pd.DataFrame, fronts: pd.DataFrame, reference: Reference) -> TaskTable:
+    """The standings of every algorithm configuration on one task table, from its marked records
+    and its fronts."""
+    first = records.iloc[0]
+    label, paradigm = first["table"], first["paradigm"]
+    task_params = json.loads(first["task_params"])
+    by_algorithm = dict(list(fronts.groupby("algorithm", sort=True)))
+    rows = [
+        _row(algorithm, group, by_algorithm[algorithm])
+        for algorithm, group in records.groupby("algorithm", sort=True)
+    ]
+    _rank(rows, fronts)
+    for name in algorithms.names():  # algorithms that cannot run on this task show as n/a
+        if not algorithms.get(name).supports(Paradigm(paradigm)):
+            rows.append(Row(algorithm=name, supported=False, config={"algorithm": name}))
+    partial = fronts[~fronts["complete"]]
+    slug = label.replace(" ", "_").replace("=", "-")
+    return TaskTable(
+        label=label,
+        task=first["task"],
+        task_params=task_params,
+        paradigm=paradigm,
+        group=_group(first["task"], task_params, paradigm, first["device"]),
+        space=space_of(first),
+        rows=rows,
+        reference=reference,
+        grid=int(fronts["grid"].iloc[0]) if len(fronts) else 0,
+        partial=[
+            PartialFront(r.algorithm, int(r.seed), int(r.missing), int(r.off_grid))
+            for r in partial.itertuples()
+        ],
+        plot=f"plots/{slug}.png",
+        overlay=f"plots/{slug}_overlay.png",
+    )
+
+
+def _group(task: str, task_params: dict[str, Any], paradigm: str, device: str) -> str:
+    """The aggregate a table belongs to: its paradigm, with the task parameters other than the
+    paradigm that differ from the defaults, and the device where it is not the CPU."""
+    changed = changed_task_params(task, task_params)
+    variant = "".join(f" {k}={v}" for k, v in changed.items() if k != "paradigm")
+    return paradigm + variant + ("" if device == "cpu" else f" on {device}")
+
+
+def _row(algorithm: str, records: pd.DataFrame, fronts: pd.DataFrame) -> Row:
+    first = records.iloc[0]
+    complete = fronts[fronts["complete"]]
+    values = complete[list(COLUMNS)].to_numpy(dtype=np.float64)
+    failed = records[records["status"] != "ok"]
+    return Row(
+        algorithm=algorithm,
+        config={"algorithm": first["algorithm_name"]} | json.loads(first["algorithm_params"]),
+        summary={metric: t_interval(values[:, j]) for j, metric in enumerate(COLUMNS)},
+        seeds=len(complete),
+        partial=len(fronts) - len(complete),
+        runs=len(records),
+        failed=[
+            Failure(r.key, r.algorithm_name, r.preference, int(r.seed), r.reason)
+            for r in failed.itertuples()
+        ],
+    )
+
+
+def _rank(rows: list[Row], fronts: pd.DataFrame) -> None:
+    """Order `rows` (ranked ones by mean hypervolume, then those without a complete front), give
+    ranks, and compare each ranked row with the leader."""
+    rows.sort(key=lambda r: (r.seeds == 0, -_mean_hv(r) if r.seeds else 0.0, r.algorithm))
+    ranked = [row for row in rows if row.seeds > 0]
+    for rank, row in enumerate(ranked, start=1):
+        row.rank = rank
+    if len(ranked) < 2:
+        return
+    hv = (
+        fronts[fronts["complete"]]
+        .pivot_table(index="seed", columns="algorithm", values="hypervolume", aggfunc="first")
+        .sort_index()
+    )
+    leader = ranked[0]
+    tests = []
+    for row in ranked[1:]:
+        shared = hv[[row.algorithm, leader.algorithm]].dropna()
+        if shared.empty:
+            difference = Interval(_mean_hv(row) - _mean_hv(leader), math.nan, math.nan, 0)
+            tests.append((difference, math.nan))
+        else:
+            test = paired_t_test(shared[row.algorithm], shared[leader.algorithm])
+            tests.append((test.difference, test.p_value))
+    adjusted = holm([p for _, p in tests])
+    for row, (difference, p_value), p_holm in zip(ranked[1:], tests, adjusted):
+        row.comparison = Comparison(
+            difference=difference,
+            p_value=p_value,
+            p_holm=float(p_holm),
+            statistical_tie=bool(np.isnan(p_holm) or p_holm >= ALPHA),
+            practical_tie=abs(difference.mean) <= PRACTICAL_TIE * _mean_hv(leader),
+        )
+
+
+def _mean_hv(row: Row) -> float:
+    return row.summary["hypervolume"].mean if row.seeds else math.nan

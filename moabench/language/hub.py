@@ -8,6 +8,12 @@ a rule. Every default can be replaced by a local path (`--task-param policy=DIR`
 `reward_models={"helpfulness": DIR}`). Objectives the dataset does not label are labelled by
 their scorer (sign of the score difference), as RACO derives its faithfulness pairs.
 
+Rows are read in the order of a shuffle with `data_seed` until n_pairs + n_eval_prompts are
+usable: a row with a known quirk (an empty answer, identical responses, ...; see
+`moabench.language.pairs`) is skipped, warned about and counted in the run's record
+(`skipped_rows`, per dataset split and quirk), or with `strict=true` an error. MATH-500 has no
+known quirk; a "problems" row with an empty problem or answer is skipped the same way.
+
 Normalisation: the reference policy's mean score is the nadir and two standard deviations of its
 per-response scores beyond it (in the improving direction) the ideal, so a hypervolume measures
 improvement over the reference. It is computed at the start of each run and recorded.
@@ -16,7 +22,7 @@ improvement over the reference. It is computed at the start of each run and reco
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,12 +36,15 @@ from moabench.language.lm import Batch, diverged_sampling, make_batch, token_log
 from moabench.language.online import OnlineProblem
 from moabench.language.pairs import (
     PreferencePairs,
+    SkippedRows,
     concatenate,
     read_hh_rlhf,
     read_moabench,
     read_pku_saferlhf,
+    read_rows,
     read_signed,
     require_columns,
+    text,
 )
 from moabench.language.params import LanguageParams
 from moabench.language.preference import PreferenceProblem
@@ -59,49 +68,44 @@ ScoreFunction = Callable[[list[str], list[str], bool], np.ndarray]
 
 def read_pairs(
     setup: PaperSetup, params: LanguageParams, objectives: Sequence[str]
-) -> PreferencePairs:
-    """Up to n_pairs + n_eval_prompts rows, shuffled with data_seed, as preference pairs; a data
-    file (.json/.jsonl/...) is read in the `moabench` format, anything else in the setup's."""
+) -> tuple[PreferencePairs, SkippedRows]:
+    """(preference pairs, the rows skipped per source and quirk): n_pairs + n_eval_prompts pairs
+    (fewer if the dataset has fewer) in the order of a shuffle with data_seed, rows with a known
+    quirk skipped (`moabench.language.pairs`); a data file (.json/.jsonl/...) is read in the
+    `moabench` format, anything else in the setup's."""
     name = params.dataset or setup.dataset
-    limit = params.n_pairs + params.n_eval_prompts
-    is_file = any(name.endswith(suffix) for suffix in loading.DATA_FILE_FORMATS)
-    if is_file:
-        rows = _rows(
-            loading.load_rows(name, "dataset", setup.split),
-            limit,
-            params.data_seed,
-            name,
-            ["prompt", "response_a", "response_b", "preferred"],
-            "moabench",
-        )
-        return read_moabench(rows, objectives, name)
+    limit, seed, strict = params.n_pairs + params.n_eval_prompts, params.data_seed, params.strict
+    if _is_data_file(name):
+        needed = ["prompt", "response_a", "response_b", "preferred"]
+        dataset = loading.load_rows(name, "dataset", setup.split)
+        rows = _shuffled_rows(dataset, seed, name, needed, "moabench")
+        pairs, skipped = read_moabench(rows, objectives, name, strict, limit)
+        return pairs, _by_source(name, skipped)
     if setup.dataset_format == "hh-rlhf":
-        parts = []
+        parts, skipped_rows = [], {}
         for objective, data_dir in setup.subsets.items():
-            source = f"{name} ({data_dir})"
-            rows = _rows(
-                loading.load_rows(name, "dataset", setup.split, data_dir),
+            source = _source(name, setup.split, data_dir)
+            dataset = loading.load_rows(name, "dataset", setup.split, data_dir)
+            rows = _shuffled_rows(dataset, seed, source, ["chosen", "rejected"], "hh-rlhf")
+            part, skipped = read_hh_rlhf(
+                rows, list(objectives).index(objective), len(objectives), source, strict,
                 limit // len(setup.subsets) + 1,
-                params.data_seed,
-                source,
-                ["chosen", "rejected"],
-                "hh-rlhf",
-            )
-            parts.append(
-                read_hh_rlhf(rows, list(objectives).index(objective), len(objectives), source)
-            )
-        return _shuffled(concatenate(parts), params.data_seed)
+            )  # fmt: skip
+            parts.append(part)
+            skipped_rows.update(_by_source(source, skipped))
+        return _shuffled(concatenate(parts), seed), skipped_rows
     dataset = loading.load_rows(name, "dataset", setup.split)
+    source = _source(name, setup.split)
     if setup.dataset_format == "pku-saferlhf":
         needed = ["prompt", "response_0", "response_1", "better_response_id", "safer_response_id"]
-        return read_pku_saferlhf(
-            _rows(dataset, limit, params.data_seed, name, needed, "pku-saferlhf"), objectives, name
-        )
+        rows = _shuffled_rows(dataset, seed, source, needed, "pku-saferlhf")
+        pairs, skipped = read_pku_saferlhf(rows, objectives, source, strict, limit)
+        return pairs, _by_source(source, skipped)
     labelled = [o for o in objectives if o in setup.sign_columns]
     needed = ["prompt", "chosen", "rejected", *(setup.sign_columns[o] for o in labelled)]
-    rows = _rows(dataset, limit, params.data_seed, name, needed, "signed")
-    pairs = read_signed(rows, labelled, name, setup.sign_columns)
-    return _with_unlabelled_objectives(pairs, labelled, objectives)
+    rows = _shuffled_rows(dataset, seed, source, needed, "signed")
+    pairs, skipped = read_signed(rows, labelled, source, setup.sign_columns, strict, limit)
+    return _with_unlabelled_objectives(pairs, labelled, objectives), _by_source(source, skipped)
 
 
 @dataclass
@@ -112,22 +116,25 @@ class Problems:
     answers: list[str]
 
 
-def read_problems(setup: PaperSetup, params: LanguageParams) -> Problems:
-    """Up to n_pairs + n_eval_prompts rows of a "problems" dataset (columns `problem` and
-    `answer`, as HuggingFaceH4/MATH-500), shuffled with data_seed."""
+def read_problems(setup: PaperSetup, params: LanguageParams) -> tuple[Problems, SkippedRows]:
+    """(problems, the rows skipped per source and quirk): n_pairs + n_eval_prompts rows of a
+    "problems" dataset (columns `problem` and `answer`, as HuggingFaceH4/MATH-500) in the order
+    of a shuffle with data_seed; a row with an empty problem or answer is a known quirk
+    (`moabench.language.pairs.read_rows`)."""
     name = params.dataset or setup.dataset
-    rows = _rows(
-        loading.load_rows(name, "dataset", setup.split),
-        params.n_pairs + params.n_eval_prompts,
-        params.data_seed,
-        name,
-        ["problem", "answer"],
-        "problems",
-    )
-    return Problems(
-        [f"{row['problem']}{setup.instruction}" for row in rows],
-        [str(row["answer"]) for row in rows],
-    )
+    source = _source(name, setup.split)
+
+    def parse(row: Mapping[str, Any]) -> tuple[str, str]:
+        answer = row.get("answer")
+        if isinstance(answer, int) and not isinstance(answer, bool):
+            row = {**row, "answer": str(answer)}  # integer answers, as in GSM8K-style datasets
+        return f"{text(row, 'problem')}{setup.instruction}", text(row, "answer")
+
+    dataset = loading.load_rows(name, "dataset", setup.split)
+    rows = _shuffled_rows(dataset, params.data_seed, source, ["problem", "answer"], "problems")
+    limit = params.n_pairs + params.n_eval_prompts
+    parsed, skipped = read_rows(rows, parse, source, params.strict, limit)
+    return Problems([p for p, _ in parsed], [a for _, a in parsed]), _by_source(source, skipped)
 
 
 def hold_out_problems(problems: Problems, n_eval_prompts: int) -> tuple[list[str], list[str]]:
@@ -141,10 +148,29 @@ def hold_out_problems(problems: Problems, n_eval_prompts: int) -> tuple[list[str
     return training, evaluation
 
 
-def _rows(dataset, limit: int, seed: int, source: str, needed: list[str], fmt: str) -> list[dict]:
+def _shuffled_rows(
+    dataset, seed: int, source: str, needed: list[str], fmt: str
+) -> Iterator[tuple[int, dict]]:
+    """(row number from 1, row) in the order of `dataset.shuffle(seed=seed)`, read one at a time
+    (a reader stops once it has enough rows)."""
     require_columns(dataset.column_names, needed, source, fmt)
-    dataset = dataset.shuffle(seed=seed)
-    return dataset.select(range(min(limit, len(dataset)))).to_list()
+    dataset = dataset.select_columns(needed)
+    order = np.random.default_rng(seed).permutation(len(dataset)).tolist()  # as Dataset.shuffle
+    return ((i + 1, dataset[i]) for i in order)
+
+
+def _is_data_file(name: str) -> bool:
+    return any(name.endswith(suffix) for suffix in loading.DATA_FILE_FORMATS)
+
+
+def _source(name: str, split: str, data_dir: str | None = None) -> str:
+    """How messages and records name a dataset split: a data file by its path, anything else as
+    "name (data_dir, split)"."""
+    return name if _is_data_file(name) else f"{name} ({', '.join(filter(None, [data_dir, split]))})"
+
+
+def _by_source(source: str, skipped: dict[str, int]) -> SkippedRows:
+    return {source: skipped} if skipped else {}
 
 
 def _shuffled(pairs: PreferencePairs, seed: int) -> PreferencePairs:
@@ -190,13 +216,76 @@ def hold_out(
 
 # --- models ---------------------------------------------------------------------------------------
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a model's weights live: a torch device and a dtype."""
+
+    device: str
+    dtype: torch.dtype
+
+
+def placement(device: str | None, dtype: str | None, prefix: str = "") -> Placement:
+    """`device` (None: cuda if available, else cpu) and `dtype` (None: bfloat16 on CUDA, float32
+    elsewhere), or a `ConfigError` for a device this machine lacks or a dtype it cannot train or
+    score in; `prefix` names the parameters ("reward_" for the reward models)."""
+    name = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        kind = torch.device(name).type
+    except (RuntimeError, ValueError):
+        raise ConfigError(
+            f"{prefix}device={name!r} is not a torch device (cpu, cuda, cuda:1, ...)"
+        ) from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"{prefix}device={name!r}: this machine has no CUDA device for torch")
+    if dtype == "float16" and kind == "cpu":
+        raise ConfigError(
+            f"{prefix}dtype='float16' on a CPU: half precision is for CUDA devices; use "
+            "bfloat16 or float32 on a CPU"
+        )
+    if dtype == "bfloat16" and kind == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            f"{prefix}dtype='bfloat16': {name} has no bfloat16 support; use float16 or float32"
+        )
+    chosen = dtype or ("bfloat16" if kind == "cuda" else "float32")
+    return Placement(name, DTYPES[chosen])
+
+
+def load_policy(name: str, params: LanguageParams, at: Placement) -> tuple[Any, Any]:
+    """The policy (weights in `at.dtype`, LoRA adapters in float32, activation checkpointing if
+    asked) on `at.device`, and its tokenizer."""
+    base, tokenizer = loading.load_causal_lm(name, dtype=at.dtype)
+    if params.gradient_checkpointing:
+        if not base.supports_gradient_checkpointing:
+            raise ConfigError(
+                f"gradient_checkpointing: policy {name!r} ({type(base).__name__}) does not "
+                "support activation checkpointing in transformers"
+            )
+        # non-reentrant: the per-objective gradients come from torch.autograd.grad
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpoint_in_eval_mode(base)
+    return loading.with_lora(base, params.lora_rank).to(at.device), tokenizer
+
+
+def checkpoint_in_eval_mode(model: torch.nn.Module) -> None:
+    """transformers checkpoints a layer only in training mode, and the online trainer runs the
+    policy in eval mode (no dropout): keep each checkpointed layer itself in training mode while
+    its submodules (dropout included) follow `model.train()` / `model.eval()`."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    for module in model.modules():
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
+            module.register_forward_pre_hook(lambda layer, args: setattr(layer, "training", True))
+
 
 def scorer_functions(
     setup: PaperSetup,
     params: LanguageParams,
     objectives: Sequence[str],
     policy_tokenizer,
-    device: str,
+    at: Placement,
     answers: Mapping[str, str] | None = None,
 ) -> list[ScoreFunction]:
     """One `ScoreFunction` per objective; `answers` maps a prompt to its reference answer."""
@@ -234,8 +323,12 @@ def scorer_functions(
                 )
             continue
         name = params.reward_models.get(objective, scorer.model)
-        model, tokenizer = loading.load_sequence_classifier(name, f"reward_models.{objective}")
-        functions.append(_classifier_scores(scorer, model.to(device), tokenizer, params, device))
+        model, tokenizer = loading.load_sequence_classifier(
+            name, f"reward_models.{objective}", at.dtype
+        )
+        functions.append(
+            _classifier_scores(scorer, model.to(at.device), tokenizer, params, at.device)
+        )
     return functions
 
 
@@ -377,6 +470,7 @@ class HubPieces:
     sample: Callable[[torch.nn.Module, list[str], int], list[str]]  # (model, prompts, seed)
     evaluate: Callable[[torch.nn.Module], list[float]]
     capabilities: Callable[[torch.nn.Module], dict[str, float]]  # lm-eval on the trained policy
+    skipped_rows: SkippedRows  # dataset rows skipped for a known quirk, for the run's record
 
 
 def load_pieces(
@@ -388,21 +482,21 @@ def load_pieces(
     """The setup's policy (with LoRA), training data, held-out prompts and scorers;
     `on_reference_space` receives the space measured from the first evaluation (the reference
     policy's)."""
-    device = params.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    policy_at = placement(params.device, params.dtype)
+    rewards_at = placement(params.reward_device or policy_at.device, params.reward_dtype, "reward_")
+    device = policy_at.device
     answers: dict[str, str] = {}
     if setup.dataset_format == "problems":
-        problems = read_problems(setup, params)
+        problems, skipped_rows = read_problems(setup, params)
         answers = dict(zip(problems.prompts, problems.answers))
         data = None
         training_prompts, eval_prompts = hold_out_problems(problems, params.n_eval_prompts)
     else:
-        data, eval_prompts = hold_out(
-            read_pairs(setup, params, objectives), params.n_eval_prompts, params.n_pairs
-        )
+        pairs, skipped_rows = read_pairs(setup, params, objectives)
+        data, eval_prompts = hold_out(pairs, params.n_eval_prompts, params.n_pairs)
         training_prompts = list(dict.fromkeys(data.prompts))
-    base, tokenizer = loading.load_causal_lm(params.policy or setup.policy)
-    policy = loading.with_lora(base, params.lora_rank).to(device)
-    scorers = scorer_functions(setup, params, objectives, tokenizer, device, answers)
+    policy, tokenizer = load_policy(params.policy or setup.policy, params, policy_at)
+    scorers = scorer_functions(setup, params, objectives, tokenizer, rewards_at, answers)
     measured = False
 
     def scores(prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
@@ -440,7 +534,7 @@ def load_pieces(
 
     return HubPieces(
         policy, tokenizer, device, data, training_prompts, scores, formatted, sample, evaluate,
-        capabilities,
+        capabilities, skipped_rows,
     )  # fmt: skip
 
 

@@ -1,6 +1,7 @@
 """Causal-LM plumbing shared by both scales: right-padded prompt + response batches, the
-log-probability of each response under a model (trl's `selective_log_softmax`), sampling that
-diverged, and the parameters of the last transformer block."""
+log-probability of each response under a model (`NextTokenLogProbs`: trl's
+`selective_log_softmax` with a lean backward), sampling that diverged, and the last transformer
+block."""
 
 from __future__ import annotations
 
@@ -63,12 +64,50 @@ def make_batch(
 
 
 def token_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
-    """log pi(token_t | tokens_<t) for t >= 1, shape (batch, length - 1); weigh by
-    `batch.response_mask[:, 1:]` to keep the response tokens."""
-    from trl.trainer.utils import selective_log_softmax
+    """log pi(token_t | tokens_<t) for t >= 1, shape (batch, length - 1), in float32 at least;
+    weigh by `batch.response_mask[:, 1:]` to keep the response tokens."""
+    logits = model(
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+    ).logits  # no key-value cache: none is needed, and checkpointed layers must not fill one
+    return NextTokenLogProbs.apply(logits, batch.input_ids)[0]
 
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    return selective_log_softmax(logits[:, :-1], batch.input_ids[:, 1:])
+
+class NextTokenLogProbs(torch.autograd.Function):
+    """(log softmax(logits[:, t])[ids[:, t + 1]] for t < T - 1, the rows' logsumexp), computed
+    as trl's `selective_log_softmax` does in float32 (the next token's logit minus its row's
+    logsumexp, row by row) and in float32 for a bfloat16 model too. The backward,
+    g (onehot(next token) - softmax), allocates one logits-sized tensor per incoming gradient,
+    where autograd's would allocate several: under vmap (torchjd's autogram engine batches the m
+    losses' gradients) that is m of them. Its gradients are bit for bit autograd's in float32."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(logits: torch.Tensor, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        wide = torch.promote_types(logits.dtype, torch.float32)
+        shifted = logits[:, :-1]
+        selected = shifted.gather(-1, ids[:, 1:, None]).squeeze(-1).to(wide)
+        logsumexp = torch.stack([torch.logsumexp(row.to(wide), dim=-1) for row in shifted])
+        return selected - logsumexp, logsumexp
+
+    @staticmethod
+    def setup_context(ctx, inputs, outputs) -> None:
+        logits, ids = inputs
+        ctx.mark_non_differentiable(outputs[1])
+        ctx.save_for_backward(logits, ids, outputs[1])
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor, _) -> tuple[torch.Tensor, None]:
+        logits, ids, logsumexp = ctx.saved_tensors
+        # the last position predicts nothing: weight 0 (its logsumexp keeps exp() finite)
+        following = torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
+        last = torch.logsumexp(logits[:, -1:].to(logsumexp.dtype), dim=-1)
+        logsumexp = torch.cat([logsumexp, last], dim=1)
+        grad = torch.cat([grad, torch.zeros_like(grad[:, -1:])], dim=1)
+        softmax = (logits.to(logsumexp.dtype) - logsumexp[..., None]).exp()
+        d_logits = (-grad)[..., None] * softmax
+        d_logits.scatter_add_(-1, following[..., None], grad[..., None])
+        return d_logits.to(logits.dtype), None
 
 
 def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
@@ -99,14 +138,19 @@ def diverged_sampling() -> Iterator[None]:
 
 def last_block_parameters(model) -> list[torch.Tensor]:
     """Trainable parameters of the highest-numbered transformer block (GAPO's last layer)."""
+    name = last_block_name(model)
+    return [p for n, p in model.named_parameters() if p.requires_grad and n.startswith(f"{name}.")]
+
+
+def last_block_name(model) -> str:
+    """The name of the highest-numbered transformer block with trainable parameters."""
     numbered = [
-        (int(m.group(1)), p)
+        (int(m.group(2)), m.group(1))
         for n, p in model.named_parameters()
-        if p.requires_grad and (m := re.search(r"\.(?:h|layers|layer|blocks)\.(\d+)\.", n))
+        if p.requires_grad and (m := re.search(r"^(.*?\.(?:h|layers|layer|blocks)\.(\d+))\.", n))
     ]
     if not numbered:
         raise ConfigError(
             "gram_parameters='last-block': no numbered transformer blocks among the trainable parameters"
         )
-    last = max(i for i, _ in numbered)
-    return [p for i, p in numbered if i == last]
+    return max(numbered)[1]

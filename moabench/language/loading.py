@@ -8,6 +8,7 @@ local copy. transformers, peft and datasets are imported inside the functions (p
 
 from __future__ import annotations
 
+import json
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from moabench.core.errors import ConfigError
 
 if TYPE_CHECKING:
+    import torch
     from datasets import Dataset
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -24,7 +26,9 @@ T = TypeVar("T")
 DATA_FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
 
 
-def load_or_explain(what: str, name: str, parameter: str, load: Callable[[], T]) -> T:
+def load_or_explain(
+    what: str, name: str, parameter: str, load: Callable[[], T], repo_type: str = "model"
+) -> T:
     """`load()`, or a `ConfigError` naming `what` failed to load and how to use a local copy."""
     try:
         return load()
@@ -33,23 +37,37 @@ def load_or_explain(what: str, name: str, parameter: str, load: Callable[[], T])
             raise ConfigError(
                 f"{what} {name!r} (a local path) could not be loaded: {error}"
             ) from None
+        if is_a_path(name):
+            raise ConfigError(
+                f"{what} {name!r}: no such file or folder (`{parameter}` takes a local path or "
+                "a Hugging Face Hub id, NAME or OWNER/NAME)"
+            ) from None
         first_line = (
             str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         )
+        flag = " --repo-type dataset" if repo_type == "dataset" else ""
+        field, _, key = parameter.partition(".")  # reward_models.helpfulness: a dict entry
+        value = f"'{json.dumps({key: 'DIR'})}'" if key else "DIR"
         raise ConfigError(
             f"{what} {name!r} could not be loaded from the Hugging Face Hub ({first_line}). "
             f"If this machine is offline, download it where the Hub is reachable (for instance "
-            f"`hf download {name} --local-dir DIR`, add `--repo-type dataset` for a dataset), "
-            f"copy DIR here and pass `--task-param {parameter}=DIR`; or fill the Hugging Face "
-            f"cache (HF_HOME) and set HF_HUB_OFFLINE=1."
+            f"`hf download {name}{flag} --local-dir DIR`), copy DIR here and pass "
+            f"`--task-param {field}={value}`; or fill the Hugging Face cache (HF_HOME) and set "
+            f"HF_HUB_OFFLINE=1."
         ) from None
 
 
+def is_a_path(name: str) -> bool:
+    """Whether `name` can only be a local path: a Hub id is NAME or OWNER/NAME."""
+    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+
+
 def load_causal_lm(
-    name: str, parameter: str = "policy"
+    name: str, parameter: str = "policy", dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """A causal language model and its tokenizer (pad token set, left padding for generation);
-    a model of another kind (a classifier, a masked LM) is a `ConfigError`."""
+    """A causal language model (weights in `dtype`; None: the checkpoint's) and its tokenizer
+    (pad token set, left padding for generation); a model of another kind (a classifier, a
+    masked LM) is a `ConfigError`."""
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -66,7 +84,7 @@ def load_causal_lm(
             f"{parameter} {name!r} ({config.model_type}) is not a causal language model"
         )
     model = load_or_explain(
-        "model", name, parameter, lambda: AutoModelForCausalLM.from_pretrained(name)
+        "model", name, parameter, lambda: AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     )
     tokenizer = load_tokenizer(name, parameter)
     return model, tokenizer
@@ -84,10 +102,11 @@ def load_tokenizer(name: str, parameter: str) -> PreTrainedTokenizerBase:
 
 
 def load_sequence_classifier(
-    name: str, parameter: str
+    name: str, parameter: str, dtype: torch.dtype | None = None
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """A reward model or classifier (`AutoModelForSequenceClassification`, or a safe-rlhf
-    `...ForScore` model such as beaver's), in eval mode. A checkpoint whose head is missing (so
+    `...ForScore` model such as beaver's), in eval mode, weights in `dtype` (None: the
+    checkpoint's). A checkpoint whose head is missing (so
     transformers would initialise it at random) is a `ConfigError`, never a silently random
     reward."""
     from transformers import AutoConfig, AutoModelForSequenceClassification
@@ -109,7 +128,7 @@ def load_sequence_classifier(
         name,
         parameter,
         lambda: AutoModelForSequenceClassification.from_pretrained(
-            name, output_loading_info=True, **options
+            name, output_loading_info=True, dtype=dtype, **options
         ),
     )
     if info["missing_keys"]:
@@ -127,7 +146,8 @@ def load_sequence_classifier(
 
 def load_rows(name: str, parameter: str, split: str, data_dir: str | None = None) -> Dataset:
     """A dataset split: a `save_to_disk` folder, a data file (by suffix), or a Hub id / local
-    repository copy through `load_dataset(name, data_dir=..., split=...)`."""
+    repository copy through `load_dataset(name, data_dir=..., split=...)` (a copy of
+    Anthropic/hh-rlhf holds `<data_dir>/<split>.jsonl.gz`, as its GitHub repository does)."""
     import datasets
 
     path = Path(name)
@@ -143,7 +163,8 @@ def load_rows(name: str, parameter: str, split: str, data_dir: str | None = None
         return datasets.load_dataset(name, data_dir=data_dir, split=split)
 
     datasets.disable_progress_bars()
-    return load_or_explain("dataset", name, parameter, load)
+    what = f"subset {data_dir!r} of dataset" if data_dir else "dataset"
+    return load_or_explain(what, name, parameter, load, repo_type="dataset")
 
 
 def with_lora(model: PreTrainedModel, rank: int) -> PreTrainedModel:

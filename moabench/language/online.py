@@ -31,12 +31,12 @@ import numpy as np
 import torch
 
 from moabench.core.algorithm import AdvantageRule, Algorithm, GramRule
-from moabench.core.gradients import check_finite_losses, combine, loss_gram
+from moabench.core.gradients import check_finite_losses, combine_micro_batches, loss_gram
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.advantages import advantages as estimate_advantages
 from moabench.language.lm import Batch, last_block_parameters, token_log_probs
 from moabench.language.params import LanguageParams
-from moabench.language.training import EVALUATIONS_ALONG_TRAINING, make_optimizer
+from moabench.language.training import EVALUATIONS_ALONG_TRAINING, gram_modules, make_optimizer
 
 
 def clipped_surrogate(
@@ -122,6 +122,7 @@ def train_online(
     gram_parameters = (
         last_block_parameters(policy) if params.gram_parameters == "last-block" else None
     )
+    autogram_modules = gram_modules(policy, params, algorithm, micro_batches=1)
     optimizer = make_optimizer(params, parameters)
     prompt_rng = np.random.default_rng(seed)
     evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
@@ -157,7 +158,7 @@ def train_online(
         try:
             output.gradient_evaluations += _online_step(
                 policy, rollout, rewards, algorithm, optimizer, params, learning_rate,
-                parameters, gram_parameters, problem.device,
+                parameters, gram_parameters, problem.device, autogram_modules,
             )  # fmt: skip
         except DivergedError as error:
             raise DivergedError(f"step {step}: {error}") from None
@@ -185,6 +186,7 @@ def _online_step(
     parameters: list[torch.Tensor],
     gram_parameters: list[torch.Tensor] | None,
     device: str,
+    autogram_modules: list[torch.nn.Module] | None = None,
 ) -> int:
     """The `ppo_epochs` updates of one step on `rollout`; returns the gradient evaluations."""
     m = rewards.shape[1]
@@ -201,8 +203,10 @@ def _online_step(
     combines_gradients = isinstance(algorithm, GramRule) and scalarised is None
     for _ in range(params.ppo_epochs):
         if combines_gradients:
-            losses = objective_losses(policy, rollout, advantage, params)
-            combine(losses, parameters, algorithm, learning_rate, gram_parameters)
+            combine_micro_batches(
+                [lambda: objective_losses(policy, rollout, advantage, params)],
+                parameters, algorithm, learning_rate, gram_parameters, autogram_modules,
+            )  # fmt: skip
             evaluations += m if algorithm.needs_gram else 1
         else:
             ratio, kl = ratio_and_kl(policy, rollout, params)

@@ -18,6 +18,7 @@ from moabench.core.algorithm import Paradigm
 from moabench.core.task import TaskParams
 
 Scale = Literal["tiny", "small", "paper"]
+Precision = Literal["bfloat16", "float16", "float32"]
 
 
 class LanguageParams(TaskParams):
@@ -110,6 +111,11 @@ class HubFields(BaseModel):
 
     policy: str | None = Field(None, description="small/paper: causal LM, Hub id or local path")
     dataset: str | None = Field(None, description="small/paper: Hub id, local copy or pair file")
+    strict: bool = Field(
+        False,
+        description="small/paper: a dataset row with a known quirk (an empty answer, ...) is an "
+        "error, not skipped and counted",
+    )
     n_pairs: int = Field(
         512, ge=2, description="training pairs (online: their prompts; or problems) read"
     )
@@ -123,6 +129,30 @@ class HubFields(BaseModel):
     )
     device: str | None = Field(
         None, description="small/paper: torch device (None: cuda if available)"
+    )
+    dtype: Precision | None = Field(
+        None,
+        description="small/paper: the policy's weights (None: bfloat16 on CUDA, float32 on CPU; "
+        "float16 needs CUDA; LoRA adapters stay float32)",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="small/paper: recompute each block's activations in the backward pass "
+        "(less memory, about one more forward pass)",
+    )
+    reward_device: str | None = Field(
+        None, description="small/paper: torch device of the reward models (None: the policy's)"
+    )
+    reward_dtype: Precision | None = Field(
+        None,
+        description="small/paper: the reward models' weights (None: bfloat16 on CUDA, float32 "
+        "on CPU)",
+    )
+    gram_engine: Literal["jacobian", "autogram"] = Field(
+        "jacobian",
+        description="small/paper: the per-objective gradients' Gram matrix from their m x d "
+        "Jacobian, or from torchjd's autogram engine, which never holds it (full fine-tuning of "
+        "large models; one micro-batch, no gradient_checkpointing, no trained tied weights)",
     )
     lm_eval_tasks: list[str] = Field(
         default_factory=list, description="small/paper: lm-eval tasks run on the trained policy"

@@ -25,7 +25,7 @@ from moabench.core.gradients import check_finite_losses, combine_micro_batches
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.lm import Batch, last_block_parameters, select_rows, sequence_log_probs
 from moabench.language.params import LanguageParams
-from moabench.language.training import EVALUATIONS_ALONG_TRAINING, make_optimizer
+from moabench.language.training import EVALUATIONS_ALONG_TRAINING, gram_modules, make_optimizer
 
 
 def per_objective_dpo_losses(margins: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
@@ -69,6 +69,8 @@ def train_preference(
     gram_parameters = (
         last_block_parameters(policy) if params.gram_parameters == "last-block" else None
     )
+    micro_batches = params.batch_size // (params.micro_batch_size or params.batch_size)
+    autogram_modules = gram_modules(policy, params, algorithm, micro_batches)
     optimizer = make_optimizer(params, parameters)
     generator = torch.Generator().manual_seed(seed)
     evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
@@ -105,6 +107,7 @@ def train_preference(
                     algorithm,
                     params.learning_rate,
                     gram_parameters,
+                    autogram_modules,
                 )
             else:
                 optimizer.zero_grad()

@@ -73,6 +73,7 @@ class LanguageTask(Task):
         }
         self.params = validate_params(model, {**defaults, **params}, where)
         self._measured_space: ObjectiveSpace | None = None
+        self._skipped_rows: dict[str, dict[str, int]] = {}
 
     @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
@@ -112,6 +113,11 @@ class LanguageTask(Task):
     def space_is_fixed(self) -> bool:
         return self.params.scale == "tiny"
 
+    @property
+    def skipped_rows(self) -> dict[str, dict[str, int]]:
+        """At the Hugging Face scales, the dataset rows skipped for a known quirk (`hub`)."""
+        return self._skipped_rows
+
     # --- the tiny scale's hooks -------------------------------------------------------------------
     def vocabulary(self) -> list[str]:
         raise NotImplementedError
@@ -135,7 +141,9 @@ class LanguageTask(Task):
             self._measured_space = space
 
         setup = self.paper_setups[self.params.scale]
-        return hub.load_pieces(setup, self.params, self.tiny_space.names, measured)
+        pieces = hub.load_pieces(setup, self.params, self.tiny_space.names, measured)
+        self._skipped_rows = pieces.skipped_rows
+        return pieces
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
         params, m, tiny_scale = self.params, self.space.n_objectives, self.params.scale == "tiny"

@@ -1,4 +1,5 @@
-"""What the preference and online trainers share: evaluation schedule, optimizer, reward checks."""
+"""What the preference and online trainers share: evaluation schedule, optimizer, reward checks,
+and the choice of the Gram matrix's engine (`gram_modules`)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from moabench.core.algorithm import Algorithm, GramRule
 from moabench.core.errors import ConfigError
+from moabench.language.lm import last_block_name
 
 if TYPE_CHECKING:
     from moabench.language.params import LanguageParams
@@ -25,6 +28,73 @@ def make_optimizer(params: LanguageParams, parameters: list[torch.Tensor]) -> to
     if params.optimizer == "sgd":
         return torch.optim.SGD(parameters, lr=params.learning_rate)
     return torch.optim.Adam(parameters, lr=params.learning_rate)
+
+
+def gram_modules(
+    policy: torch.nn.Module, params: LanguageParams, algorithm: Algorithm, micro_batches: int
+) -> list[torch.nn.Module] | None:
+    """The modules on which torchjd's autogram engine computes the Gram matrix
+    (`moabench.core.gradients.autogram`) when the run asks for it (`gram_engine='autogram'`, a
+    parameter of the small and paper scales), or None for the Jacobian path (the tiny scale's
+    only one). Autogram where it cannot apply is a `ConfigError` before training."""
+    if getattr(params, "gram_engine", "jacobian") == "jacobian":
+        return None
+    if not (isinstance(algorithm, GramRule) and algorithm.needs_gram):
+        return None
+    if params.gram_parameters == "last-block":
+        module = policy.get_submodule(last_block_name(policy))
+    else:
+        module = policy
+    obstacle = autogram_obstacle(module, micro_batches)
+    if obstacle is not None:
+        raise ConfigError(f"gram_engine='autogram': {obstacle}; use gram_engine='jacobian'")
+    return [module]
+
+
+def autogram_obstacle(module: torch.nn.Module, micro_batches: int) -> str | None:
+    """Why torchjd's autogram engine cannot give the Gram matrix of `module`'s trainable
+    parameters, or None. It computes one batch's Gram matrix (that of gradients accumulated over
+    micro-batches needs their Jacobian), and contracts each module's Jacobian on its own, so a
+    parameter used by two modules (tied input and output embeddings) would miss its cross terms.
+    With activation checkpointing it holds every module's inputs and outputs and recomputes the
+    checkpointed blocks during its Gram pass (5.2x LS's peak memory measured, BENCHMARKS.md).
+    """
+    if any(getattr(m, "gradient_checkpointing", False) is True for m in module.modules()):
+        return (
+            "with gradient_checkpointing the engine keeps the activations that checkpointing "
+            "frees and recomputes blocks module by module (measured 5.2x LS's peak memory, 3.6x "
+            "the Jacobian's)"
+        )
+    if micro_batches > 1:
+        return (
+            f"the Gram matrix of gradients accumulated over {micro_batches} micro-batches needs "
+            "their Jacobian; without micro_batch_size (gradient_checkpointing saves activation "
+            "memory instead) autogram applies"
+        )
+    owners: dict[int, str] = {}
+    for name, unit in _autogram_units(module):
+        for parameter_name, parameter in unit.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            first = owners.setdefault(id(parameter), name)
+            if first != name:
+                return (
+                    f"the trained parameter {name}.{parameter_name} is also used by {first} "
+                    "(tied weights); train with LoRA (lora_rank > 0) to keep it frozen"
+                )
+    return None
+
+
+def _autogram_units(module: torch.nn.Module, prefix: str = "") -> list[tuple[str, torch.nn.Module]]:
+    """The modules torchjd's engine hooks: the topmost ones with trainable parameters of their
+    own (each then differentiated w.r.t. all its parameters, its children's included)."""
+    if any(p.requires_grad for p in module.parameters(recurse=False)):
+        return [(prefix or type(module).__name__, module)]
+    return [
+        unit
+        for name, child in module.named_children()
+        for unit in _autogram_units(child, f"{prefix}.{name}" if prefix else name)
+    ]
 
 
 def checked_scores(

@@ -74,6 +74,10 @@ class RunRecord(BaseModel):
     objective_space: dict[str, Any]
     trajectory: Trajectory = Field(default_factory=Trajectory)
     capabilities: dict[str, float] = Field(default_factory=dict)  # lm-eval: "<task>/<metric>"
+    #: dataset rows skipped for a known quirk, {source: {quirk: rows}}; left out when there are none
+    skipped_rows: dict[str, dict[str, int]] = Field(
+        default_factory=dict, exclude_if=lambda skipped: not skipped
+    )
     cost: Cost = Field(default_factory=Cost)
     provenance: dict[str, Any] = Field(default_factory=dict)
 

@@ -141,6 +141,7 @@ def execute(config: RunConfig) -> RunRecord:
             status="failed",
             reason=f"diverged: {error}",
             cost=Cost(wall_time_s=time.perf_counter() - start),
+            skipped_rows=task.skipped_rows,
         )
     wall_time = time.perf_counter() - start
     return RunRecord(
@@ -154,6 +155,7 @@ def execute(config: RunConfig) -> RunRecord:
             weights=output.weight_trajectory,
         ),
         capabilities=output.capabilities,
+        skipped_rows=task.skipped_rows,  # after the run: the paper scales read their data in it
         cost=Cost(
             wall_time_s=wall_time,
             steps=output.steps,

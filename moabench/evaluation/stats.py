@@ -1,0 +1,227 @@
+"""The leaderboard's statistics, on plain arrays (numpy and scipy only).
+
+Per task, over one algorithm's seeds:
+- `t_interval`: the mean and its 95% Student t interval, mean +- t_{0.975, n-1} s / sqrt(n).
+  Valid from two seeds on for roughly normal per-seed values; a percentile bootstrap is not (with
+  three seeds it can only return the seeds' range, which covers a normal mean about 75% of the
+  time, not 95%).
+- `paired_t_test`: an algorithm against the leader on the seeds both ran. Seeds are shared
+  (the same starting points and reference policies), so the test is on per-seed differences:
+  two-sided paired t-test. Wilcoxon's signed-rank test is not used: its exact p-value is at least
+  2 / 2^n (0.25 at 3 seeds, 0.0625 at 5), so it could never separate two algorithms on the
+  language tasks' 5 seeds, let alone after a multiplicity correction.
+- `holm`: Holm's step-down adjustment (Holm 1979, "A simple sequentially rejective multiple test
+  procedure"), which controls the family-wise error over a table's comparisons with the leader
+  without assuming they are independent (they share the leader).
+
+Across tasks (Agarwal et al., "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021),
+on scores normalised per task; a *stratum* is one task's per-seed scores of one algorithm:
+- `iqm`: the interquartile mean, scipy's 25% trimmed mean over every run of every task (as the
+  paper's reference implementation, rliable, computes it).
+- `probability_of_improvement`: P(X > Y) = 1/M sum_m P(X_m > Y_m), with P(X_m > Y_m) the
+  Mann-Whitney statistic of task m's runs, 1/(N K) sum_i sum_j S(x_i, y_j), S = 1 when
+  x_i > y_j, 1/2 when equal, 0 otherwise (the paper's Section 4.3).
+- `performance_profile`: the score distribution F(tau) = 1/M sum_m 1/N sum_n 1[x_{m,n} > tau],
+  the fraction of runs above tau, tasks weighted equally (the paper's Section 4.2).
+- `stratified_interval`: their 95% intervals by the stratified percentile bootstrap, each task's
+  runs resampled independently (scipy.stats.bootstrap resamples each of several samples
+  independently, which is exactly the stratified bootstrap), `BOOTSTRAP_RESAMPLES` resamples
+  from a generator seeded with `BOOTSTRAP_SEED` afresh for every interval, so each interval is
+  a pure function of its data.
+
+rliable implements the same estimators, but its repository is archived (October 2025) and it
+pulls in arch, seaborn and absl-py; the few lines here rest on scipy, which moabench already uses.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+from scipy import stats
+
+BOOTSTRAP_SEED = 0
+BOOTSTRAP_RESAMPLES = 2000
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Interval:
+    """An estimate with its 95% interval (nan where there is none) from `n` values."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+
+    def __format__(self, spec: str) -> str:
+        """ "mean [low, high]" with `spec` for each number (default ".4g"), "mean (n=1)" without
+        an interval, "-" without an estimate."""
+        spec = spec or ".4g"
+        if math.isnan(self.mean):
+            return "-"
+        if math.isnan(self.low):
+            return f"{self.mean:{spec}} (n={self.n})"
+        return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
+
+    def __str__(self) -> str:
+        return format(self)
+
+
+def _finite(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    data = np.asarray(values, dtype=np.float64).reshape(-1)
+    return data[~np.isnan(data)]
+
+
+def t_interval(values: Sequence[float] | np.ndarray) -> Interval:
+    """Mean of the non-nan `values` and its 95% Student t interval (none from one value)."""
+    data = _finite(values)
+    n = len(data)
+    if n == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    mean = float(data.mean())
+    if n == 1:
+        return Interval(mean, math.nan, math.nan, 1)
+    half_width = _t_quantile(n - 1) * float(data.std(ddof=1)) / math.sqrt(n)
+    return Interval(mean, mean - half_width, mean + half_width, n)
+
+
+@cache
+def _t_quantile(degrees_of_freedom: int) -> float:
+    """t_{(1 + CONFIDENCE) / 2, df}: 4.303 for 2 degrees of freedom, 2.262 for 9."""
+    return float(stats.t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom))
+
+
+@dataclass(frozen=True)
+class PairedTest:
+    """`a - b` over paired values: mean difference and its 95% t interval; two-sided p-value
+    (nan with fewer than two pairs)."""
+
+    difference: Interval
+    p_value: float
+
+
+def paired_t_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
+    """Two-sided paired t-test of `a` against `b` (same length, paired by position). Equal
+    differences have no spread: p = 1 when they are all zero, 0 otherwise."""
+    differences = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    interval = t_interval(differences)
+    if len(differences) < 2:
+        return PairedTest(interval, math.nan)
+    if np.ptp(differences) == 0:
+        return PairedTest(interval, 1.0 if differences[0] == 0 else 0.0)
+    with warnings.catch_warnings():  # nearly equal differences: scipy warns of lost precision
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p_value = float(stats.ttest_1samp(differences, 0.0).pvalue)
+    return PairedTest(interval, p_value)
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-adjusted p-values: the i-th smallest of m becomes max_{j <= i} min(1, (m - j + 1) p_(j)).
+    Rejecting where the adjusted value is below alpha controls the family-wise error at alpha.
+    nan entries (comparisons that could not be made) stay nan and do not count in m."""
+    p = np.asarray(p_values, dtype=np.float64)
+    adjusted = np.full(p.shape, math.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    order = tested[np.argsort(p[tested], kind="stable")]
+    m = len(order)
+    running = 0.0
+    for j, index in enumerate(order):
+        running = max(running, min(1.0, (m - j) * p[index]))
+        adjusted[index] = running
+    return adjusted
+
+
+def iqm(scores: Sequence[float] | np.ndarray, axis: int | None = None) -> np.ndarray | float:
+    """Interquartile mean: the mean of the middle half (scipy's 25% trimmed mean; it drops
+    int(n / 4) values at each end)."""
+    return stats.trim_mean(scores, proportiontocut=0.25, axis=axis)
+
+
+def probability_of_improvement(
+    x_strata: Sequence[np.ndarray], y_strata: Sequence[np.ndarray], axis: int = -1
+) -> np.ndarray | float:
+    """P(X > Y): per task the probability that a run of X beats a run of Y (ties count 1/2),
+    averaged over tasks. `x_strata[m]`, `y_strata[m]`: task m's runs along `axis`."""
+    per_task = []
+    for x, y in zip(x_strata, y_strata):
+        x, y = np.moveaxis(np.asarray(x), axis, -1), np.moveaxis(np.asarray(y), axis, -1)
+        x, y = x[..., :, None], y[..., None, :]
+        per_task.append(((x > y) + 0.5 * (x == y)).mean(axis=(-2, -1)))
+    return np.mean(per_task, axis=0)
+
+
+def performance_profile(
+    strata: Sequence[np.ndarray], taus: np.ndarray, axis: int = -1
+) -> np.ndarray:
+    """The fraction of runs scoring above each of `taus`, per task, averaged over tasks: shape
+    (len(taus), ...) for strata whose runs lie along `axis`."""
+    taus = np.asarray(taus, dtype=np.float64)
+    per_task = []
+    for scores in strata:
+        scores = np.moveaxis(np.asarray(scores), axis, -1)
+        above = scores[..., None, :] > taus[:, None]  # (..., taus, runs)
+        per_task.append(np.moveaxis(above.mean(axis=-1), -1, 0))
+    return np.mean(per_task, axis=0)
+
+
+def stratified_interval(
+    statistic: Callable[..., np.ndarray], strata: Sequence[np.ndarray]
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """95% stratified percentile-bootstrap interval of `statistic(*strata, axis=-1)`: every
+    stratum's values resampled independently, `BOOTSTRAP_RESAMPLES` times, from a generator
+    seeded with `BOOTSTRAP_SEED`. None when a stratum has fewer than two values (resampling one
+    value would pretend certainty)."""
+    strata = tuple(np.asarray(s, dtype=np.float64) for s in strata)
+    if any(len(s) < 2 for s in strata):
+        return None
+    result = stats.bootstrap(
+        strata, statistic, n_resamples=BOOTSTRAP_RESAMPLES, confidence_level=CONFIDENCE,
+        method="percentile", vectorized=True, rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )  # fmt: skip
+    return np.asarray(result.confidence_interval.low), np.asarray(result.confidence_interval.high)
+
+
+def iqm_interval(strata: Sequence[np.ndarray]) -> Interval:
+    """IQM of every run of every stratum, with its stratified bootstrap interval."""
+    pooled = np.concatenate([np.asarray(s, dtype=np.float64) for s in strata])
+    if len(pooled) == 0:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    bounds = stratified_interval(
+        lambda *samples, axis: iqm(np.concatenate(samples, axis=axis), axis=axis), strata
+    )
+    low, high = (math.nan, math.nan) if bounds is None else map(float, bounds)
+    return Interval(float(iqm(pooled)), low, high, len(pooled))
+
+
+def improvement_interval(
+    x_strata: Sequence[np.ndarray], y_strata: Sequence[np.ndarray]
+) -> Interval:
+    """P(X > Y) with its stratified bootstrap interval (each task's runs of X and of Y
+    resampled independently); n is the number of tasks."""
+    m = len(x_strata)
+    point = float(probability_of_improvement(x_strata, y_strata))
+    bounds = stratified_interval(
+        lambda *samples, axis: probability_of_improvement(samples[:m], samples[m:], axis=axis),
+        [*x_strata, *y_strata],
+    )
+    low, high = (math.nan, math.nan) if bounds is None else map(float, bounds)
+    return Interval(point, low, high, m)
+
+
+def profile_interval(
+    strata: Sequence[np.ndarray], taus: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The performance profile at `taus` and its pointwise stratified bootstrap band
+    (low, high; nan where a stratum has fewer than two runs)."""
+    point = performance_profile(strata, taus)
+    bounds = stratified_interval(
+        lambda *samples, axis: performance_profile(samples, taus, axis=axis), strata
+    )
+    if bounds is None:
+        return point, np.full_like(point, math.nan), np.full_like(point, math.nan)
+    return point, bounds[0], bounds[1]
