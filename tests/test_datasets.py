@@ -300,16 +300,11 @@ def test_the_offline_hint_is_a_command_that_works(parameter, repo_type, hint):
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
-    """test_paper_scale's tiny models; the policy reads 2,048 positions, as real hh-rlhf
-    prompts (up to 750 words) need at evaluation."""
+    """test_paper_scale's tiny models: a policy of 64 positions, far fewer than real hh-rlhf
+    prompts (up to 750 words) take; evaluation keeps each prompt's end, as training does."""
     from test_paper_scale import save_models
-    from transformers import GPT2Config, GPT2LMHeadModel
 
-    paths = save_models(tmp_path_factory.mktemp("models"))
-    config = GPT2Config.from_pretrained(paths["policy"])
-    config.n_positions = 2048
-    GPT2LMHeadModel(config).save_pretrained(paths["policy"])
-    return paths
+    return save_models(tmp_path_factory.mktemp("models"))
 
 
 def small_safety(models, dataset, **extra):
@@ -406,3 +401,27 @@ def test_the_real_hh_rlhf_harmless_base_test_file(tmp_path, models):
         f"{tmp_path} ({subset}, train)": {"prompts differ": 5, "empty final answer": 4}
         for subset in ("helpful-base", "harmless-base")
     }
+
+
+def test_a_prompt_longer_than_the_policy_reads_keeps_its_end_at_evaluation(models):
+    """Sampling a 200-word prompt from a 64-position policy: the prompt loses its beginning to
+    fit max_length - max_new_tokens tokens (it used to index past the position embeddings)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from moabench.language.hub import generate_text
+
+    policy = AutoModelForCausalLM.from_pretrained(models["policy"])
+    tokenizer = AutoTokenizer.from_pretrained(models["policy"])
+    long_prompt = " ".join(["how to bake"] * 70)
+    responses = generate_text(
+        policy, tokenizer, [long_prompt, "how to cook"], max_new_tokens=4, seed=0,
+        batch_size=2, device="cpu", max_length=32,
+    )  # fmt: skip
+    assert len(responses) == 2
+
+
+def test_generation_must_leave_room_for_the_prompt(models):
+    with pytest.raises(ConfigError, match="max_new_tokens 32 leaves no room"):
+        resolve_config(
+            "ls", "safety", [0.5, 0.5], 0, None, small_safety(models, "x.jsonl", max_new_tokens=32)
+        )

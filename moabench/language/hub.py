@@ -412,16 +412,21 @@ def generate_text(
     seed: int,
     batch_size: int,
     device: str,
+    max_length: int,
 ) -> list[str]:
-    """One sampled response per prompt (temperature 1, full distribution) with a fixed seed."""
+    """One sampled response per prompt (temperature 1, full distribution) with a fixed seed; a
+    prompt longer than max_length - max_new_tokens tokens loses its beginning, as in training
+    (`moabench.language.lm.make_batch`)."""
     torch.manual_seed(seed)
-    tokenizer.padding_side = "left"
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
     responses = []
     for start in range(0, len(prompts), batch_size):
         encoded = tokenizer(
             list(prompts[start : start + batch_size]),
             add_special_tokens=False,
             padding=True,
+            truncation=True,
+            max_length=max_length - max_new_tokens,
             return_tensors="pt",
         ).to(device)
         with torch.no_grad(), diverged_sampling():
@@ -508,7 +513,7 @@ def load_pieces(
     def sample(model, prompts: list[str], seed: int) -> list[str]:
         return generate_text(
             model, tokenizer, formatted(prompts), params.max_new_tokens, seed,
-            params.batch_size, device,
+            params.batch_size, device, params.max_length,
         )  # fmt: skip
 
     def evaluate(model) -> list[float]:

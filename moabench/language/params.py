@@ -162,6 +162,15 @@ class HubFields(BaseModel):
         None, ge=1, description="small/paper: lm-eval examples per task"
     )
 
+    @model_validator(mode="after")
+    def _generation_fits_in_max_length(self) -> HubFields:
+        if self.max_new_tokens >= self.max_length:
+            raise ValueError(
+                f"max_new_tokens {self.max_new_tokens} leaves no room for the prompt in "
+                f"max_length {self.max_length} tokens; raise max_length or lower max_new_tokens"
+            )
+        return self
+
 
 def field_groups(scale: str, paradigm: Paradigm) -> tuple[type[BaseModel], ...]:
     """The groups of parameters that apply at `scale` in `paradigm`, beyond the common ones."""
