@@ -2,6 +2,10 @@
 
 Bad input (unknown names, invalid preferences or parameters, malformed files) prints one line
 starting with "error:" and exits with status 2; no traceback.
+
+`run` under a launcher (`accelerate launch --num_processes N -m moabench run ...`, or torchrun)
+trains data-parallel on the N processes (`moabench.core.distributed`); process 0 alone writes the
+record and prints. `sweep` under a launcher is an error: each process would run the whole sweep.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from moabench.core.algorithm import algorithms
+from moabench.core.distributed import data_parallel, launched_processes, rank
 from moabench.core.errors import ConfigError, describe_validation_error
 from moabench.core.preferences import PreferenceError, PreferenceNormalizedWarning
 from moabench.core.registry import UnknownNameError
@@ -173,8 +178,9 @@ def run(
         "results"
     ),
 ) -> None:
-    """Run one algorithm on one task at one preference and write its record."""
-    with user_errors():
+    """Run one algorithm on one task at one preference and write its record. Under a launcher
+    (accelerate launch, torchrun) its processes train it data-parallel; process 0 writes."""
+    with user_errors(), data_parallel():
         weights = None if preference is None else parse_numbers(preference, "--preference")
         config = resolve_config(
             algo,
@@ -186,6 +192,8 @@ def run(
         )
         ensure_writable(results_dir)
         record = execute(config)
+        if rank() > 0:  # the same record as process 0's, which writes it
+            return
         path = write_record(record, results_dir)
     if record.status != "ok":
         say(err, "run failed:", "red", f"{record.reason} (record: {path})")
@@ -259,6 +267,12 @@ def sweep(
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
+        if launched_processes() > 1:
+            raise UsageError(
+                f"sweep under a launcher of {launched_processes()} processes: each would run the "
+                "whole sweep. Launch `moabench run` for one data-parallel run, or run the sweep "
+                "without a launcher (--workers runs several runs at once)"
+            )
         commit = provenance()["git_commit"] or ""
         if committed_records_folder(results_dir) and commit.endswith("-dirty") and not allow_dirty:
             raise UsageError(

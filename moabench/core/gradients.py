@@ -10,6 +10,16 @@ Two ways to the m x m Gram matrix H = J J^T of the m losses' gradients (J: the m
   J into H as soon as it is computed, so the m gradients are never held together; the update is
   then one backward pass of sum_i a_i L_i. Same H and update (to float rounding), without the
   m x d memory; it needs the losses of one micro-batch and no parameter shared between modules.
+
+Data parallelism (`moabench.core.distributed`): each process's losses are means over its equal
+share of the global batch, so the global batch's Jacobian is the mean of the processes' ones.
+`combine_micro_batches` and `loss_gram` average J over the processes (all-reduce) before H, so
+every process computes the global batch's H and the same coefficients; where the update is a
+backward pass of sum_i a_i L_i (rules without a Gram matrix, a Gram subset) the gradients are
+averaged instead. The autogram engine cannot: H of the global batch holds cross terms between
+the processes' gradients that no process's H has (`moabench.language.training.gram_modules`
+rejects it). `check_finite_losses` raises on every process together, so that none waits for the
+others in a collective. With one process all of this is the identity.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
+from moabench.core import distributed
 from moabench.core.algorithm import GramRule
 from moabench.core.task import DivergedError
 
@@ -102,13 +113,15 @@ def leaf_edges(registered: set, roots: set) -> set:
 
 
 def loss_gram(losses: torch.Tensor, parameters: Sequence[torch.Tensor]) -> np.ndarray:
-    """The Gram matrix of the m losses' gradients with respect to `parameters` (no update)."""
-    return gram_matrix(per_objective_gradients(losses, parameters))
+    """The Gram matrix of the m losses' gradients with respect to `parameters` (no update),
+    averaged over the processes."""
+    return gram_matrix(distributed.average(per_objective_gradients(losses, parameters)))
 
 
 def check_finite_losses(losses: torch.Tensor) -> None:
-    """Raise `DivergedError` when a loss is NaN or infinite."""
-    values = losses.detach().cpu().numpy()
+    """Raise `DivergedError` when a loss is NaN or infinite, on any process (every process then
+    raises)."""
+    values = distributed.gather(losses.detach()).cpu().numpy()
     if not np.all(np.isfinite(values)):
         raise DivergedError(f"non-finite objectives {values.tolist()}")
 
@@ -146,7 +159,8 @@ def combine(
     Rules that do not need the Gram matrix (`needs_gram = False`, e.g. linear scalarization) take
     one backward pass of sum_i a_i L_i instead of m. With `gram_parameters` (a subset, e.g. GAPO's
     last-layer variant) the Gram matrix comes from the gradients on that subset only, and the
-    update is one backward pass of sum_i a_i L_i over all parameters.
+    update is one backward pass of sum_i a_i L_i over all parameters. On several processes the
+    gradients are those of the global batch (module docstring).
     """
     return combine_micro_batches([lambda: losses], parameters, rule, learning_rate, gram_parameters)
 
@@ -174,11 +188,13 @@ def combine_micro_batches(
         coefficients = rule.coefficients(np.empty((0, 0)), learning_rate)
         for losses_of in micro_batch_losses:
             _accumulate(_weighted(losses_of(), coefficients) / k, parameters)
+        distributed.average_gradients(parameters)
         return coefficients
     if gram_modules is not None:
-        if k != 1:
+        if k != 1 or distributed.processes() > 1:
             raise ValueError(
-                f"the autogram engine gives one micro-batch's Gram matrix; got {k} micro-batches"
+                "the autogram engine gives one micro-batch's Gram matrix on one process; got "
+                f"{k} micro-batches on {distributed.processes()} processes"
             )
         losses, gram = autogram(gram_modules, micro_batch_losses[0])
         coefficients = rule_coefficients(gram, rule, learning_rate)
@@ -193,7 +209,7 @@ def combine_micro_batches(
         part = per_objective_gradients(losses / k, subset)
         jacobian = part if jacobian is None else jacobian + part
         kept.append(losses if k == 1 else None)
-    coefficients, direction = rule_direction(jacobian, rule, learning_rate)
+    coefficients, direction = rule_direction(distributed.average(jacobian), rule, learning_rate)
     if gram_parameters is None:
         offset = 0
         for parameter in parameters:
@@ -208,6 +224,7 @@ def combine_micro_batches(
                 _weighted(losses if losses is not None else losses_of(), coefficients) / k,
                 parameters,
             )
+        distributed.average_gradients(parameters)
     return coefficients
 
 

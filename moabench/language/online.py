@@ -20,6 +20,16 @@ rewards instead). Then:
 Each step's raw mean rewards (before any KL penalty) go to `observe_rewards` before its update.
 The policy runs without dropout (so the first ratio is exactly 1). Evaluation samples on
 held-out prompts with a fixed seed, as in preference training.
+
+Data parallelism (`moabench.core.distributed`): `prompts_per_step` prompts (times `group_size`
+responses) are the global batch. Every process draws the same prompts and samples, scores and
+trains on its equal share of whole prompt groups; sampling is seeded per step and process (the
+seed of a one-process run on process 0 of one). The rewards (and KL penalties) of all processes
+are gathered, so advantages, scalarised rewards and `observe_rewards` are the global batch's; each
+loss's token mean divides by the global batch's response tokens per process (`Rollout.tokens`),
+so the processes' mean loss is the global batch's, and the gradients are averaged over the
+processes (`moabench.core.gradients`). PAMA's `level="batch"` (means over the batch's tokens) is
+not supported on several processes.
 """
 
 from __future__ import annotations
@@ -30,7 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from moabench.core import distributed
 from moabench.core.algorithm import AdvantageRule, Algorithm, GramRule
+from moabench.core.errors import ConfigError
 from moabench.core.gradients import check_finite_losses, combine_micro_batches, loss_gram
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.advantages import advantages as estimate_advantages
@@ -40,12 +52,17 @@ from moabench.language.training import EVALUATIONS_ALONG_TRAINING, gram_modules,
 
 
 def clipped_surrogate(
-    advantage: torch.Tensor, ratio: torch.Tensor, mask: torch.Tensor, epsilon: float
+    advantage: torch.Tensor,
+    ratio: torch.Tensor,
+    mask: torch.Tensor,
+    epsilon: float,
+    tokens: torch.Tensor,
 ) -> torch.Tensor:
-    """-mean over response tokens of min(r A, clip(r) A); advantage and ratio (n, T)."""
+    """-sum over response tokens of min(r A, clip(r) A) / `tokens` (the mean over this process's
+    response tokens when `tokens` is their number); advantage and ratio (n, T)."""
     clipped = torch.clamp(ratio, 1 - epsilon, 1 + epsilon)
     per_token = torch.minimum(ratio * advantage, clipped * advantage)
-    return -(per_token * mask).sum() / mask.sum()
+    return -(per_token * mask).sum() / tokens
 
 
 def k3_kl(log_probs: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -79,6 +96,9 @@ class Rollout:
     mask: torch.Tensor  # (n, T), response tokens
     old_log_probs: torch.Tensor
     reference_log_probs: torch.Tensor
+    #: the global batch's response tokens per process (mask.sum() on one process): the
+    #: denominator of the losses' token means, so that their mean over processes is the global one
+    tokens: torch.Tensor
 
 
 def group_advantages(rewards: np.ndarray, params: LanguageParams, device: str) -> torch.Tensor:
@@ -97,7 +117,7 @@ def ratio_and_kl(
     if params.kl_in_reward or params.kl_coef == 0:
         return ratio, 0.0
     kl = k3_kl(log_probs, rollout.reference_log_probs)
-    return ratio, params.kl_coef * (kl * rollout.mask).sum() / rollout.mask.sum()
+    return ratio, params.kl_coef * (kl * rollout.mask).sum() / rollout.tokens
 
 
 def objective_losses(
@@ -106,8 +126,8 @@ def objective_losses(
     """One clipped policy-gradient loss (plus the KL term) per row of `advantage`: (m,)."""
     ratio, kl = ratio_and_kl(policy, rollout, params)
     return torch.stack(
-        [clipped_surrogate(a[:, None], ratio, rollout.mask, params.clip_epsilon) + kl
-         for a in advantage]
+        [clipped_surrogate(a[:, None], ratio, rollout.mask, params.clip_epsilon, rollout.tokens)
+         + kl for a in advantage]
     )  # fmt: skip
 
 
@@ -116,6 +136,16 @@ def train_online(
 ) -> RunOutput:
     """Online training of `problem.policy` on `params`' schedule: m per-objective losses combined
     by a `GramRule`, advantages combined by an `AdvantageRule`, or one scalarised reward."""
+    groups = distributed.shard(params.prompts_per_step, "prompts_per_step")
+    size = params.group_size  # this process's rows: its prompt groups' responses
+    rows = slice(groups.start * size, groups.stop * size)
+    batch_level = getattr(algorithm.params, "level", None) == "batch"
+    if distributed.processes() > 1 and batch_level:  # PAMA's option
+        raise ConfigError(
+            f"{algorithm.name} with level='batch' on {distributed.processes()} processes: its "
+            "weights come from each process's token means, not the global batch's; use "
+            "level='token' or one process"
+        )
     policy = problem.policy
     policy.eval()  # no dropout: the importance ratio starts at exactly 1
     parameters = [p for p in policy.parameters() if p.requires_grad]
@@ -139,18 +169,22 @@ def train_online(
         prompts = [
             p for p in problem.prompts(prompt_rng, params.prompts_per_step)
             for _ in range(params.group_size)
-        ]  # fmt: skip
-        responses = problem.sample(prompts, seed * 1_000_003 + step)
-        rewards = problem.rewards(prompts, responses)
+        ][rows]  # fmt: skip
+        sample_seed = (seed * 1_000_003 + step) * distributed.processes() + distributed.rank()
+        responses = problem.sample(prompts, sample_seed)
+        # the global batch's rewards, in the order of its prompts
+        rewards = distributed.gather_rows(problem.rewards(prompts, responses), problem.device)
         algorithm.observe_rewards(rewards.mean(axis=0))  # the policy after the previous update
         batch = problem.batch(prompts, responses)
         mask = batch.response_mask[:, 1:].float()
         with torch.no_grad():
             rollout = Rollout(
-                batch, mask, token_log_probs(policy, batch), problem.reference_log_probs(batch)
-            )
+                batch, mask, token_log_probs(policy, batch), problem.reference_log_probs(batch),
+                distributed.average(mask.sum()),
+            )  # fmt: skip
         if params.kl_in_reward:
             sequence_kl = ((rollout.old_log_probs - rollout.reference_log_probs) * mask).sum(dim=1)
+            sequence_kl = distributed.gather(sequence_kl)
             rewards = rewards - params.kl_coef * sequence_kl.cpu().numpy()[:, None]
         learning_rate = params.learning_rate * algorithm.step_size_multiplier()
         for group in optimizer.param_groups:
@@ -158,7 +192,7 @@ def train_online(
         try:
             output.gradient_evaluations += _online_step(
                 policy, rollout, rewards, algorithm, optimizer, params, learning_rate,
-                parameters, gram_parameters, problem.device, autogram_modules,
+                parameters, gram_parameters, problem.device, rows, autogram_modules,
             )  # fmt: skip
         except DivergedError as error:
             raise DivergedError(f"step {step}: {error}") from None
@@ -186,20 +220,23 @@ def _online_step(
     parameters: list[torch.Tensor],
     gram_parameters: list[torch.Tensor] | None,
     device: str,
+    rows: slice,
     autogram_modules: list[torch.nn.Module] | None = None,
 ) -> int:
-    """The `ppo_epochs` updates of one step on `rollout`; returns the gradient evaluations."""
+    """The `ppo_epochs` updates of one step on `rollout`, this process's `rows` of the global
+    batch whose `rewards` are given; returns the gradient evaluations."""
     m = rewards.shape[1]
     evaluations = 0
     if algorithm.observes_gradients:  # the rule's weights move once, on this step's gradients
         losses = objective_losses(
-            policy, rollout, group_advantages(rewards, params, device), params
+            policy, rollout, group_advantages(rewards, params, device)[:, rows], params
         )
         check_finite_losses(losses)
         algorithm.observe_gram(loss_gram(losses, gram_parameters or parameters), learning_rate)
         evaluations += m
     scalarised = algorithm.online_reward(rewards)
-    advantage = group_advantages(scalarised if scalarised is not None else rewards, params, device)
+    combined_rewards = scalarised if scalarised is not None else rewards
+    advantage = group_advantages(combined_rewards, params, device)[:, rows]
     combines_gradients = isinstance(algorithm, GramRule) and scalarised is None
     for _ in range(params.ppo_epochs):
         if combines_gradients:
@@ -217,10 +254,16 @@ def _online_step(
                 )
             else:
                 combined = advantage[0][:, None]
-            loss = clipped_surrogate(combined, ratio, rollout.mask, params.clip_epsilon) + kl
+            loss = (
+                clipped_surrogate(
+                    combined, ratio, rollout.mask, params.clip_epsilon, rollout.tokens
+                )
+                + kl
+            )
             check_finite_losses(loss.reshape(1))
             optimizer.zero_grad()
             loss.backward()
+            distributed.average_gradients(parameters)
             evaluations += 1
         optimizer.step()
     return evaluations

@@ -10,6 +10,12 @@ and hands the m losses to `moabench.core.gradients.combine`, so every combinatio
 unchanged. Loss-level algorithms (`PreferenceLoss`, e.g. MODPO) get the margins, labels and the
 reward differences of the pairs (their margin reward models) and return one loss. The pairs, their
 labels and the evaluation come from the scale (`PreferenceProblem`).
+
+Data parallelism (`moabench.core.distributed`): `batch_size` is the global batch. Every process
+draws the same global batch of pairs and trains on its equal share (in micro-batches of
+`micro_batch_size`, which must divide the share); the gradients are the global batch's (averaged
+over the processes, `moabench.core.gradients`), so every process takes the same step. Every
+process computes the reference log-probabilities of all pairs, and evaluates the same policy.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ import torch
 import torch.nn.functional as F
 
 from moabench.core.algorithm import Algorithm, GramRule, PreferenceLoss
+from moabench.core.distributed import average_gradients, shard
+from moabench.core.errors import ConfigError
 from moabench.core.gradients import check_finite_losses, combine_micro_batches
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.lm import Batch, last_block_parameters, select_rows, sequence_log_probs
@@ -69,7 +77,15 @@ def train_preference(
     gram_parameters = (
         last_block_parameters(policy) if params.gram_parameters == "last-block" else None
     )
-    micro_batches = params.batch_size // (params.micro_batch_size or params.batch_size)
+    share = shard(params.batch_size, "batch_size")  # this process's rows of each global batch
+    pairs_here = share.stop - share.start
+    micro_batch_size = params.micro_batch_size or pairs_here
+    if pairs_here % micro_batch_size:
+        raise ConfigError(
+            f"micro_batch_size={micro_batch_size} must divide each process's share of "
+            f"batch_size={params.batch_size}, {pairs_here} pairs"
+        )
+    micro_batches = pairs_here // micro_batch_size
     autogram_modules = gram_modules(policy, params, algorithm, micro_batches)
     optimizer = make_optimizer(params, parameters)
     generator = torch.Generator().manual_seed(seed)
@@ -97,8 +113,8 @@ def train_preference(
         if step % evaluate_every == 0:
             output.trajectory.append(problem.evaluate(policy))
             output.trajectory_steps.append(step)
-        index = torch.randint(n, (params.batch_size,), generator=generator)
-        micro = index.split(params.micro_batch_size or params.batch_size)
+        index = torch.randint(n, (params.batch_size,), generator=generator)[share]
+        micro = index.split(micro_batch_size)
         try:
             if isinstance(algorithm, GramRule):
                 combine_micro_batches(
@@ -115,6 +131,7 @@ def train_preference(
                     loss = losses_of(part)()
                     check_finite_losses(loss)
                     (loss / len(micro)).backward()
+                average_gradients(parameters)
         except DivergedError as error:
             raise DivergedError(f"step {step}: {error}") from None
         optimizer.step()

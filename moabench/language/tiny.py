@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from moabench.core.determinism import one_torch_thread
+from moabench.core.distributed import main_process_first
 from moabench.core.task import ObjectiveSpace
 from moabench.language.lm import (
     diverged_sampling,
@@ -151,9 +152,10 @@ def reference_policy(
         json.dumps([name, tokenizer.get_vocab(), asdict(config)], sort_keys=True).encode()
     ).hexdigest()[:16]
     path = cache_dir() / "references" / f"{name}-{key}"
-    if not (path / "config.json").exists():
-        with one_torch_thread():  # the same weights whoever trains it first (test, run, worker)
-            _train_reference(path, tokenizer, config, demonstrations)
+    with main_process_first():  # data parallelism: process 0 trains and saves, the others load
+        if not (path / "config.json").exists():
+            with one_torch_thread():  # the same weights whoever trains it first (test, run, worker)
+                _train_reference(path, tokenizer, config, demonstrations)
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     return model

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from moabench.core.algorithm import Algorithm, GramRule
+from moabench.core.distributed import processes
 from moabench.core.errors import ConfigError
 from moabench.language.lm import last_block_name
 
@@ -41,6 +42,12 @@ def gram_modules(
         return None
     if not (isinstance(algorithm, GramRule) and algorithm.needs_gram):
         return None
+    if processes() > 1:
+        raise ConfigError(
+            f"gram_engine='autogram' on {processes()} processes: the global batch's Gram matrix "
+            "holds cross terms between the processes' gradients that the engine never forms "
+            "(each process has only its own); use gram_engine='jacobian'"
+        )
     if params.gram_parameters == "last-block":
         module = policy.get_submodule(last_block_name(policy))
     else:

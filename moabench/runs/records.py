@@ -22,6 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from moabench.core.distributed import processes
 from moabench.core.errors import describe_validation_error
 
 SCHEMA_VERSION = 1
@@ -268,6 +269,12 @@ def finished_keys(
         if record.status == "ok" or not retry_failed:
             finished.add(record.key)
     return finished
+
+
+def run_provenance() -> dict[str, Any]:
+    """A run's provenance: `provenance()` and the number of processes that trained it together
+    (data parallelism, `moabench.core.distributed`; records written before it have none: 1)."""
+    return {**provenance(), "num_processes": processes()}
 
 
 @lru_cache(maxsize=1)

@@ -2,6 +2,10 @@
 
 Configuration errors (unknown names, bad parameters or preferences, unsupported pairings) raise
 before anything runs; a run that diverges becomes a record with status "failed" and its reason.
+
+Inside a launcher's process group (`moabench.core.distributed.data_parallel`) a language run
+trains data-parallel, every process computing the same record; its provenance holds
+`num_processes` (1 for a run of one process).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import torch
 
 from moabench.core.algorithm import Algorithm, Paradigm, algorithms
 from moabench.core.determinism import one_torch_thread
+from moabench.core.distributed import processes
 from moabench.core.errors import ConfigError, validate_params
 from moabench.core.preferences import validate_preference
 from moabench.core.task import DivergedError, Task, tasks
@@ -25,7 +30,7 @@ from moabench.runs.records import (
     RunRecord,
     Trajectory,
     finished_keys,
-    provenance,
+    run_provenance,
     write_record,
 )
 
@@ -122,13 +127,18 @@ def execute(config: RunConfig) -> RunRecord:
     algorithm: Algorithm = algorithms.get(config.algorithm)(
         config.preference, **config.algorithm_params
     )
+    if processes() > 1 and task.paradigm == Paradigm.ANALYTIC:
+        raise ConfigError(
+            f"task {config.task!r} on {processes()} processes: data parallelism shares a language "
+            "task's batch between processes; an analytic problem has none (run it on one)"
+        )
     torch.manual_seed(config.seed)
     np.random.seed(config.seed % 2**32)
     common = dict(
         key=config.key(),
         config=config,
         paradigm=task.paradigm.value,
-        provenance=provenance(),
+        provenance=run_provenance(),
     )
     start = time.perf_counter()
     try:
@@ -191,5 +201,5 @@ def failed_record(config: RunConfig, reason: str) -> RunRecord:
         reason=reason,
         objective_space=task.space.to_record(),
         cost=Cost(),
-        provenance=provenance(),
+        provenance=run_provenance(),
     )
