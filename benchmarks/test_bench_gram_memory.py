@@ -14,12 +14,8 @@ layers of width 768; 15%), both on 8 pairs of 128 tokens:
 
 Time: pytest-benchmark, in process, one torch thread, the best of 3 steps after a warm-up.
 Memory: each configuration in a fresh subprocess (one torch thread), as the peak resident set
-size of the process during one step after a warm-up step (Linux: `/proc/self/clear_refs` resets
-the high-water mark `VmHWM`). tracemalloc does not see torch's CPU allocations, and torch has no
-CPU counterpart of `torch.cuda.max_memory_allocated`; the resident set does see them, and with
-glibc's mmap threshold fixed at 64 KiB (MALLOC_MMAP_THRESHOLD_) every tensor above that size is
-mapped and unmapped with its lifetime, so the peak follows live tensors rather than the heap
-fragmentation that glibc's adaptive threshold (up to 32 MiB) would keep resident. The figures
+size of the process during one step after a warm-up step (`resident_memory.py`: why the resident
+set, and glibc's mmap threshold fixed at 64 KiB so that the peak follows live tensors). The figures
 include the process's baseline (Python, torch, transformers: about 0.6 GB) and the model's
 weights; the step starts with no gradients and ends holding them (no optimizer step: Adam's
 state would add 2x the weights to every method alike).
@@ -30,13 +26,12 @@ from __future__ import annotations
 import gc
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
+from resident_memory import in_subprocess, reset_peak, resident_mib
 
 from moabench.core.algorithm import make_algorithm
 from moabench.core.determinism import one_torch_thread
@@ -108,30 +103,19 @@ def peak_memory(size: str, method: str, checkpointing: bool) -> dict[str, float]
     """In this process: resident set before one step (after a warm-up step, gradients freed) and
     its peak during the step, in MiB."""
 
-    def status(field: str) -> float:
-        line = next(
-            x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith(field)
-        )
-        return int(line.split()[1]) / 1024
-
     with one_torch_thread():
         step, model = training_step(size, method, checkpointing)
         step()
         model.zero_grad(set_to_none=True)
         gc.collect()
-        Path("/proc/self/clear_refs").write_text("5")  # reset VmHWM to the current RSS
-        before = status("VmRSS")
+        reset_peak()
+        before = resident_mib("VmRSS")
         step()
-        return {"before_mb": before, "peak_mb": status("VmHWM")}
+        return {"before_mb": before, "peak_mb": resident_mib("VmHWM")}
 
 
 def measured_in_subprocess(size: str, method: str, checkpointing: bool) -> dict[str, float]:
-    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "65536", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(
-        [sys.executable, __file__, size, method, str(int(checkpointing))],
-        capture_output=True, text=True, env=env, check=True,
-    )  # fmt: skip
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return in_subprocess(__file__, size, method, str(int(checkpointing)))
 
 
 def configurations() -> list:

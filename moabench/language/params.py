@@ -42,7 +42,10 @@ class LanguageParams(TaskParams):
         "all", description="parameters whose gradients form the Gram matrix (GAPO: last-block)"
     )
     micro_batch_size: int | None = Field(
-        None, ge=1, description="gradient accumulation micro-batch (None: the whole batch)"
+        None,
+        ge=1,
+        description="preference training: gradient accumulation micro-batch (None: the whole "
+        "batch); online training takes each step's rollout in one batch",
     )
 
     @model_validator(mode="after")
