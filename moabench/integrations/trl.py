@@ -63,9 +63,8 @@ from moabench.core.algorithm import (
 from moabench.core.errors import ConfigError
 from moabench.core.gradients import (
     check_finite_losses,
-    gram_matrix,
-    per_objective_gradients,
-    rule_direction,
+    loss_gram,
+    rule_coefficients,
 )
 from moabench.core.preferences import validate_preference
 from moabench.language.advantages import Estimator
@@ -117,25 +116,22 @@ class _RuleTrainer:
     gram_parameters: GramParameters
     step_coefficients: list[np.ndarray]
 
-    def _gram_jacobian(self, model: torch.nn.Module, losses: torch.Tensor) -> torch.Tensor:
-        """The (m, d) gradients of the losses, averaged over the processes."""
+    def _gram(self, model: torch.nn.Module, losses: torch.Tensor) -> np.ndarray:
+        """The Gram matrix of the losses' gradients, their Jacobian averaged over the processes
+        (`moabench.core.gradients.loss_gram`; accelerate's processes are torch's process group)."""
         check_finite_losses(losses)
         parameters = (
             last_block_parameters(model)
             if self.gram_parameters == "last-block"
             else [p for p in model.parameters() if p.requires_grad]
         )
-        jacobian = per_objective_gradients(losses, parameters)
-        if self.accelerator.num_processes > 1:
-            jacobian = self.accelerator.reduce(jacobian, reduction="mean")
-        return jacobian
+        return loss_gram(losses, parameters)
 
     def _coefficients(self, model: torch.nn.Module, losses: torch.Tensor) -> np.ndarray:
         rule, learning_rate = self.algorithm, self._get_learning_rate()
         if not rule.needs_gram:
             return rule.coefficients(np.empty((0, 0)), learning_rate)
-        coefficients, _ = rule_direction(self._gram_jacobian(model, losses), rule, learning_rate)
-        return coefficients
+        return rule_coefficients(self._gram(model, losses), rule, learning_rate)
 
     def _combined_loss(self, model: torch.nn.Module, losses: torch.Tensor) -> torch.Tensor:
         """sum_i a_i L_i: a from the rule in training, the preference in evaluation."""
@@ -434,8 +430,8 @@ class MultiObjectiveGRPOTrainer(_RuleTrainer, GRPOTrainer):
 
         batch[ADVANTAGES] = local_advantages(rewards)
         if self.algorithm.observes_gradients:  # the weights move on this step's gradients
-            jacobian = self._gram_jacobian(self.model, self._objective_losses(self.model, batch))
-            self.algorithm.observe_gram(gram_matrix(jacobian), self._get_learning_rate())
+            gram = self._gram(self.model, self._objective_losses(self.model, batch))
+            self.algorithm.observe_gram(gram, self._get_learning_rate())
         scalarised = self.algorithm.online_reward(rewards)
         if scalarised is not None:
             batch["advantages"] = local_advantages(scalarised)[:, 0]
