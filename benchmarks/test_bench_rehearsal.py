@@ -10,10 +10,9 @@ that scale (read from `moabench.tasks`, so this file follows them):
     safety         DPO       mistral-7b-sft-beta (32)       2  64 pairs: 8 micro-batches of 8
                              (HuggingFaceH4, Mistral-7B)       pairs (16 sequences) of <= 512 tokens
     summarization  DPO       Qwen/Qwen3-4B-Base (36)        2  the same, of <= 1,024 tokens
-    math           GRPO      Qwen/Qwen3-8B (36)             3  64 prompts x 8 responses: 512
-                                                               sequences of 2,048 + 256 tokens in
-                                                               one micro-batch (the online trainer
-                                                               has no micro-batches)
+    math           GRPO      Qwen/Qwen3-8B (36)             3  64 prompts x 8 responses: 256
+                                                               micro-batches of 2 sequences of
+                                                               2,048 + 256 tokens
 
 Each policy's architecture is built with random weights from its published sizes
 (`ARCHITECTURES`, no Hub download) at 1 and 2 layers, in the dtype the setup trains in on a GPU
@@ -49,7 +48,7 @@ own); K micro-batches take K times one's time and the memory of one (each micro-
 freed after its backward passes; the Jacobian accumulated over them is m x the LoRA parameters
 in float32, under 0.1 GB, and its float64 copy for the Gram matrix twice that). Not in the figures: optimizer state (Adam: 2 x the LoRA parameters), the reference
 log-probabilities (computed once, without gradients), and for online training the rollout's
-log-probabilities (one no-gradient forward pass of the whole batch), sampling (its key-value
+log-probabilities (no-gradient forward passes, one per micro-batch), sampling (its key-value
 cache) and the reward models (safety's two beaver-7B models score outside the step). Times are
 one CPU thread's; only their Gram / LS ratios carry over to a GPU.
 
@@ -160,7 +159,9 @@ def paper_setup(task_name: str) -> Setup:
         shape = (2 * pairs, p.batch_size // pairs, 1, p.max_length)
     else:
         tokens = min(p.max_length, p.max_new_tokens + PROMPT_TOKENS)
-        shape = (p.prompts_per_step * p.group_size, 1, p.ppo_epochs, tokens)
+        responses = p.prompts_per_step * p.group_size
+        size = p.micro_batch_size or responses
+        shape = (size, responses // size, p.ppo_epochs, tokens)
     policy = task.paper_setups["paper"].policy
     return Setup(task_name, p, task.paradigm, len(task.tiny_space.names), policy, *shape)
 

@@ -314,3 +314,22 @@ def test_next_token_log_probs_are_trls_bit_for_bit():
     half, _ = NextTokenLogProbs.apply(logits.detach().bfloat16(), ids)
     assert half.dtype == torch.float32
     assert torch.allclose(half, trls, atol=0.05)
+
+
+def test_next_token_log_probs_backward_of_a_bfloat16_model_is_the_float32_ones_rounded():
+    """Row by row, in float32, and returned in the logits' dtype."""
+    from trl.trainer.utils import selective_log_softmax
+
+    from moabench.language.lm import NextTokenLogProbs
+
+    torch.manual_seed(0)
+    half = torch.randn(4, 9, 13).bfloat16().requires_grad_()
+    ids = torch.randint(0, 13, (4, 9))
+    weights = torch.randn(4, 8)
+    (ours,) = torch.autograd.grad(NextTokenLogProbs.apply(half, ids)[0], half, weights)
+    wide = half.detach().float().requires_grad_()
+    (expected,) = torch.autograd.grad(
+        selective_log_softmax(wide[:, :-1], ids[:, 1:]), wide, weights
+    )
+    assert ours.dtype == torch.bfloat16
+    assert torch.equal(ours, expected.bfloat16())

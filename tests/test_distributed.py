@@ -93,13 +93,14 @@ def preference_step() -> dict[str, np.ndarray]:
     return step_result(rule, problem.policy) | {"trained_rows": np.array(sum(trained_rows))}
 
 
-def online_step() -> dict[str, np.ndarray]:
+def online_step(micro_batch_size: int | None = None) -> dict[str, np.ndarray]:
     """The first step of the tiny safety task's online trainer with responses that depend on the
     prompt and the position in its group only (not on the process), so that the global batch is
     the same on one or two processes; and the responses this process sampled."""
     task = make_task(
-        "safety", paradigm="online", steps=1, prompts_per_step=GLOBAL_BATCH // 2, group_size=4
-    )
+        "safety", paradigm="online", steps=1, prompts_per_step=GLOBAL_BATCH // 2, group_size=4,
+        micro_batch_size=micro_batch_size,
+    )  # fmt: skip
     problem = tiny.online_problem(task)
     sampled = []
 
@@ -131,6 +132,7 @@ def scenarios() -> dict[str, dict[str, np.ndarray]]:
             "ls": core_step(LinearScalarization(np.ones(3) / 3), gram_subset=False),
             "preference": preference_step(),
             "online": online_step(),
+            "online-micro-batches": online_step(micro_batch_size=2),
         }
 
 
@@ -177,7 +179,8 @@ def free_port() -> int:
 def test_two_processes_see_the_global_batch(tmp_path):
     """Two processes, each on half of the global batch, compute the first step's Gram matrix,
     coefficients and gradients of one process on the whole batch (to 1e-5), for the Jacobian
-    path, a Gram subset, a rule without Gram matrix, and both language trainers."""
+    path, a Gram subset, a rule without Gram matrix, and both language trainers (online also in
+    micro-batches)."""
     one = scenarios()  # also trains and caches the tiny reference policy for the workers
     torch.multiprocessing.spawn(worker, args=(free_port(), str(tmp_path)), nprocs=2, join=True)
     results = [torch.load(tmp_path / f"{i}.pt", weights_only=False) for i in range(2)]

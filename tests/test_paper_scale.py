@@ -255,8 +255,8 @@ ONLINE = dict(paradigm="online", steps=2, prompts_per_step=2, group_size=2, max_
 @pytest.mark.parametrize(("algorithm", "lora_rank"), [("gapo", 4), ("pama", 4), ("ls", 0)])
 def test_online_training_at_the_paper_scale(local, algorithm, lora_rank):
     params = safety_paper(local, lora_rank=lora_rank, **ONLINE)
-    for name in ("micro_batch_size", "batch_size"):
-        params.pop(name)
+    params.pop("batch_size")
+    params["micro_batch_size"] = 2 if algorithm == "gapo" else None  # responses per pass
     record = execute(resolve_config(algorithm, "safety", [0.5, 0.5], 0, None, params))
     assert record.status == "ok", record.reason
     assert record.config.task_params["paradigm"] == "online"

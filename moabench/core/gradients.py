@@ -112,10 +112,28 @@ def leaf_edges(registered: set, roots: set) -> set:
     return {edge for edge in registered if edge.node in holds and not holds[edge.node]}
 
 
-def loss_gram(losses: torch.Tensor, parameters: Sequence[torch.Tensor]) -> np.ndarray:
-    """The Gram matrix of the m losses' gradients with respect to `parameters` (no update),
-    averaged over the processes."""
-    return gram_matrix(distributed.average(per_objective_gradients(losses, parameters)))
+def loss_gram(
+    micro_batch_losses: Sequence[Callable[[], torch.Tensor]], parameters: Sequence[torch.Tensor]
+) -> np.ndarray:
+    """The Gram matrix of the gradients w.r.t. `parameters` of the m losses of a step that are
+    the mean over K micro-batches (each callable computes one's (m,) losses), with no update;
+    those of the global batch on several processes."""
+    return gram_matrix(_accumulated_jacobian(micro_batch_losses, parameters)[0])
+
+
+def descend_micro_batches(
+    micro_batch_loss: Sequence[Callable[[], torch.Tensor]], parameters: Sequence[torch.Tensor]
+) -> None:
+    """Set each parameter's `.grad` to the gradient of one loss that is the mean over K
+    micro-batches (each callable computes one's scalar loss), accumulated micro-batch by
+    micro-batch; that of the global batch on several processes."""
+    for parameter in parameters:
+        parameter.grad = None
+    for loss_of in micro_batch_loss:
+        loss = loss_of()
+        check_finite_losses(loss.reshape(1))
+        _accumulate(loss / len(micro_batch_loss), parameters)
+    distributed.average_gradients(parameters)
 
 
 def check_finite_losses(losses: torch.Tensor) -> None:
@@ -182,13 +200,11 @@ def combine_micro_batches(
     parameters comes from torchjd's autogram engine instead of the Jacobian (`autogram`), and
     the update is one backward pass of sum_i a_i L_i; `gram_parameters` is then not used."""
     k = len(micro_batch_losses)
-    for parameter in parameters:
-        parameter.grad = None
     if not rule.needs_gram:
         coefficients = rule.coefficients(np.empty((0, 0)), learning_rate)
-        for losses_of in micro_batch_losses:
-            _accumulate(_weighted(losses_of(), coefficients) / k, parameters)
-        distributed.average_gradients(parameters)
+        descend_micro_batches(
+            [functools.partial(_weighted, f, coefficients) for f in micro_batch_losses], parameters
+        )
         return coefficients
     if gram_modules is not None:
         if k != 1 or distributed.processes() > 1:
@@ -198,18 +214,14 @@ def combine_micro_batches(
             )
         losses, gram = autogram(gram_modules, micro_batch_losses[0])
         coefficients = rule_coefficients(gram, rule, learning_rate)
-        _accumulate(_weighted(losses, coefficients), parameters)
+        descend_micro_batches(
+            [functools.partial(_weighted, lambda: losses, coefficients)], parameters
+        )
         return coefficients
 
     subset = parameters if gram_parameters is None else gram_parameters
-    jacobian, kept = None, []
-    for losses_of in micro_batch_losses:
-        losses = losses_of()
-        check_finite_losses(losses)
-        part = per_objective_gradients(losses / k, subset)
-        jacobian = part if jacobian is None else jacobian + part
-        kept.append(losses if k == 1 else None)
-    coefficients, direction = rule_direction(distributed.average(jacobian), rule, learning_rate)
+    jacobian, kept = _accumulated_jacobian(micro_batch_losses, subset)
+    coefficients, direction = rule_direction(jacobian, rule, learning_rate)
     if gram_parameters is None:
         offset = 0
         for parameter in parameters:
@@ -218,17 +230,32 @@ def combine_micro_batches(
                 direction[offset : offset + size].view_as(parameter).to(parameter.dtype)
             )
             offset += size
-    else:
-        for losses, losses_of in zip(kept, micro_batch_losses):
-            _accumulate(
-                _weighted(losses if losses is not None else losses_of(), coefficients) / k,
-                parameters,
-            )
-        distributed.average_gradients(parameters)
+    else:  # a second backward pass; a single micro-batch's graph was kept for it
+        recomputed = micro_batch_losses if kept is None else [lambda: kept]
+        descend_micro_batches(
+            [functools.partial(_weighted, f, coefficients) for f in recomputed], parameters
+        )
     return coefficients
 
 
-def _weighted(losses: torch.Tensor, coefficients: np.ndarray) -> torch.Tensor:
+def _accumulated_jacobian(
+    micro_batch_losses: Sequence[Callable[[], torch.Tensor]], parameters: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The (m, d) Jacobian of the mean of the micro-batches' losses (averaged over the
+    processes), and the losses themselves when there is one micro-batch (else None)."""
+    k = len(micro_batch_losses)
+    jacobian = None
+    for losses_of in micro_batch_losses:
+        losses = losses_of()
+        check_finite_losses(losses)
+        part = per_objective_gradients(losses / k, parameters)
+        jacobian = part if jacobian is None else jacobian + part
+    return distributed.average(jacobian), losses if k == 1 else None
+
+
+def _weighted(losses_of: Callable[[], torch.Tensor], coefficients: np.ndarray) -> torch.Tensor:
+    """sum_i a_i L_i of one micro-batch's losses."""
+    losses = losses_of()
     check_finite_losses(losses)
     return losses @ torch.as_tensor(coefficients, dtype=losses.dtype, device=losses.device)
 

@@ -119,13 +119,12 @@ class _RuleTrainer:
     def _gram(self, model: torch.nn.Module, losses: torch.Tensor) -> np.ndarray:
         """The Gram matrix of the losses' gradients, their Jacobian averaged over the processes
         (`moabench.core.gradients.loss_gram`; accelerate's processes are torch's process group)."""
-        check_finite_losses(losses)
         parameters = (
             last_block_parameters(model)
             if self.gram_parameters == "last-block"
             else [p for p in model.parameters() if p.requires_grad]
         )
-        return loss_gram(losses, parameters)
+        return loss_gram([lambda: losses], parameters)
 
     def _coefficients(self, model: torch.nn.Module, losses: torch.Tensor) -> np.ndarray:
         rule, learning_rate = self.algorithm, self._get_learning_rate()

@@ -76,9 +76,11 @@ class NextTokenLogProbs(torch.autograd.Function):
     """(log softmax(logits[:, t])[ids[:, t + 1]] for t < T - 1, the rows' logsumexp), computed
     as trl's `selective_log_softmax` does in float32 (the next token's logit minus its row's
     logsumexp, row by row) and in float32 for a bfloat16 model too. The backward,
-    g (onehot(next token) - softmax), allocates one logits-sized tensor per incoming gradient,
-    where autograd's would allocate several: under vmap (torchjd's autogram engine batches the m
-    losses' gradients) that is m of them. Its gradients are bit for bit autograd's in float32."""
+    g (onehot(next token) - softmax), holds the logits' gradient in their dtype and the float32
+    softmax of one sequence at a time, where autograd's would allocate several logits-sized
+    float32 tensors (under vmap, as torchjd's autogram engine batches the m losses' gradients, m
+    times each); for a bfloat16 model its peak is about half of the whole batch's float32 softmax
+    and gradient (BENCHMARKS.md). Its gradients are bit for bit autograd's in float32."""
 
     generate_vmap_rule = True
 
@@ -101,13 +103,15 @@ class NextTokenLogProbs(torch.autograd.Function):
         logits, ids, logsumexp = ctx.saved_tensors
         # the last position predicts nothing: weight 0 (its logsumexp keeps exp() finite)
         following = torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
-        last = torch.logsumexp(logits[:, -1:].to(logsumexp.dtype), dim=-1)
-        logsumexp = torch.cat([logsumexp, last], dim=1)
         grad = torch.cat([grad, torch.zeros_like(grad[:, -1:])], dim=1)
-        softmax = (logits.to(logsumexp.dtype) - logsumexp[..., None]).exp()
-        d_logits = (-grad)[..., None] * softmax
-        d_logits.scatter_add_(-1, following[..., None], grad[..., None])
-        return d_logits.to(logits.dtype), None
+        rows = []
+        for row in range(logits.shape[0]):  # one sequence's float32 softmax at a time
+            wide = logits[row].to(logsumexp.dtype)
+            row_logsumexp = torch.cat([logsumexp[row], torch.logsumexp(wide[-1:], dim=-1)])
+            d_logits = (-grad[row])[:, None] * (wide - row_logsumexp[:, None]).exp()
+            d_logits.scatter_add_(-1, following[row][:, None], grad[row][:, None])
+            rows.append(d_logits.to(logits.dtype))
+        return torch.stack(rows), None
 
 
 def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:

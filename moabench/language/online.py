@@ -28,12 +28,19 @@ seed of a one-process run on process 0 of one). The rewards (and KL penalties) o
 are gathered, so advantages, scalarised rewards and `observe_rewards` are the global batch's; each
 loss's token mean divides by the global batch's response tokens per process (`Rollout.tokens`),
 so the processes' mean loss is the global batch's, and the gradients are averaged over the
-processes (`moabench.core.gradients`). PAMA's `level="batch"` (means over the batch's tokens) is
-not supported on several processes.
+processes (`moabench.core.gradients`).
+
+Micro-batches (`micro_batch_size` responses, dividing each process's share): the rollout's
+log-probabilities and every update are computed a micro-batch at a time, each cut to its longest
+row (`Rollout.part`), and the gradients accumulated as in preference training; a micro-batch's
+losses divide its token sums by the rollout's tokens / K, so the mean of the K micro-batches'
+losses is the rollout's and the update is the same. PAMA's `level="batch"` (means over the
+batch's tokens) is not supported on several processes or in micro-batches.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -43,10 +50,10 @@ import torch
 from moabench.core import distributed
 from moabench.core.algorithm import AdvantageRule, Algorithm, GramRule
 from moabench.core.errors import ConfigError
-from moabench.core.gradients import check_finite_losses, combine_micro_batches, loss_gram
+from moabench.core.gradients import combine_micro_batches, descend_micro_batches, loss_gram
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.advantages import advantages as estimate_advantages
-from moabench.language.lm import Batch, last_block_parameters, token_log_probs
+from moabench.language.lm import Batch, last_block_parameters, select_rows, token_log_probs
 from moabench.language.params import LanguageParams
 from moabench.language.training import EVALUATIONS_ALONG_TRAINING, gram_modules, make_optimizer
 
@@ -100,6 +107,48 @@ class Rollout:
     #: denominator of the losses' token means, so that their mean over processes is the global one
     tokens: torch.Tensor
 
+    def part(self, rows: torch.Tensor, parts: int) -> Rollout:
+        """The `rows` of this rollout as one of `parts` equal micro-batches, without the columns
+        that are padding in all of them; its losses divide by `tokens / parts`, so that the
+        mean of the parts' losses is this rollout's."""
+        batch = select_rows(self.batch, rows)
+        width = batch.input_ids.shape[1] - 1
+        return Rollout(
+            batch, self.mask[rows, :width], self.old_log_probs[rows, :width],
+            self.reference_log_probs[rows, :width], self.tokens / parts,
+        )  # fmt: skip
+
+
+def micro_batch_rows(rows: int, size: int | None, device: str) -> list[torch.Tensor]:
+    """The row indices of each micro-batch of `size` rows (one of all rows without a size)."""
+    return list(torch.arange(rows, device=device).split(size or rows))
+
+
+def split_rollout(
+    rollout: Rollout, advantage: torch.Tensor, parts: list[torch.Tensor]
+) -> list[tuple[Rollout, torch.Tensor]]:
+    """The rollout and its (k, n) advantages in micro-batches (itself when there is one)."""
+    if len(parts) == 1:
+        return [(rollout, advantage)]
+    return [(rollout.part(rows, len(parts)), advantage[:, rows]) for rows in parts]
+
+
+def log_probs_in_parts(
+    log_probs: Callable[[Batch], torch.Tensor], batch: Batch, parts: list[torch.Tensor]
+) -> torch.Tensor:
+    """`log_probs(batch)`, (n, T - 1), computed micro-batch by micro-batch (each without its
+    all-padding columns, which hold 0), without gradients."""
+    with torch.no_grad():
+        if len(parts) == 1:
+            return log_probs(batch)
+        whole = torch.zeros(
+            batch.input_ids.shape[0], batch.input_ids.shape[1] - 1, device=batch.input_ids.device
+        )
+        for rows in parts:
+            values = log_probs(select_rows(batch, rows))
+            whole[rows, : values.shape[1]] = values
+        return whole
+
 
 def group_advantages(rewards: np.ndarray, params: LanguageParams, device: str) -> torch.Tensor:
     """(n, k) rewards, n = prompts_per_step x group_size -> (k, n) advantages, one row per column."""
@@ -146,13 +195,26 @@ def train_online(
             "weights come from each process's token means, not the global batch's; use "
             "level='token' or one process"
         )
+    size = params.micro_batch_size
+    if size is not None and (rows.stop - rows.start) % size:
+        raise ConfigError(
+            f"micro_batch_size={size} must divide each process's share of prompts_per_step x "
+            f"group_size = {params.prompts_per_step} x {params.group_size}, "
+            f"{rows.stop - rows.start} responses"
+        )
+    parts = micro_batch_rows(rows.stop - rows.start, size, problem.device)
+    if len(parts) > 1 and batch_level:
+        raise ConfigError(
+            f"{algorithm.name} with level='batch' and micro_batch_size={size}: its weights come "
+            "from the means over the whole batch's tokens; use level='token' or no micro-batches"
+        )
     policy = problem.policy
     policy.eval()  # no dropout: the importance ratio starts at exactly 1
     parameters = [p for p in policy.parameters() if p.requires_grad]
     gram_parameters = (
         last_block_parameters(policy) if params.gram_parameters == "last-block" else None
     )
-    autogram_modules = gram_modules(policy, params, algorithm, micro_batches=1)
+    autogram_modules = gram_modules(policy, params, algorithm, micro_batches=len(parts))
     optimizer = make_optimizer(params, parameters)
     prompt_rng = np.random.default_rng(seed)
     evaluate_every = max(1, params.steps // EVALUATIONS_ALONG_TRAINING)
@@ -177,11 +239,12 @@ def train_online(
         algorithm.observe_rewards(rewards.mean(axis=0))  # the policy after the previous update
         batch = problem.batch(prompts, responses)
         mask = batch.response_mask[:, 1:].float()
-        with torch.no_grad():
-            rollout = Rollout(
-                batch, mask, token_log_probs(policy, batch), problem.reference_log_probs(batch),
-                distributed.average(mask.sum()),
-            )  # fmt: skip
+        rollout = Rollout(
+            batch, mask,
+            log_probs_in_parts(functools.partial(token_log_probs, policy), batch, parts),
+            log_probs_in_parts(problem.reference_log_probs, batch, parts),
+            distributed.average(mask.sum()),
+        )  # fmt: skip
         if params.kl_in_reward:
             sequence_kl = ((rollout.old_log_probs - rollout.reference_log_probs) * mask).sum(dim=1)
             sequence_kl = distributed.gather(sequence_kl)
@@ -192,7 +255,7 @@ def train_online(
         try:
             output.gradient_evaluations += _online_step(
                 policy, rollout, rewards, algorithm, optimizer, params, learning_rate,
-                parameters, gram_parameters, problem.device, rows, autogram_modules,
+                parameters, gram_parameters, problem.device, rows, parts, autogram_modules,
             )  # fmt: skip
         except DivergedError as error:
             raise DivergedError(f"step {step}: {error}") from None
@@ -221,49 +284,63 @@ def _online_step(
     gram_parameters: list[torch.Tensor] | None,
     device: str,
     rows: slice,
+    parts: list[torch.Tensor],
     autogram_modules: list[torch.nn.Module] | None = None,
 ) -> int:
     """The `ppo_epochs` updates of one step on `rollout`, this process's `rows` of the global
-    batch whose `rewards` are given; returns the gradient evaluations."""
+    batch whose `rewards` are given, in the micro-batches `parts`; returns the gradient
+    evaluations."""
     m = rewards.shape[1]
     evaluations = 0
     if algorithm.observes_gradients:  # the rule's weights move once, on this step's gradients
-        losses = objective_losses(
-            policy, rollout, group_advantages(rewards, params, device)[:, rows], params
-        )
-        check_finite_losses(losses)
-        algorithm.observe_gram(loss_gram(losses, gram_parameters or parameters), learning_rate)
+        per_objective = group_advantages(rewards, params, device)[:, rows]
+        gram = loss_gram(
+            [functools.partial(objective_losses, policy, part, advantage, params)
+             for part, advantage in split_rollout(rollout, per_objective, parts)],
+            gram_parameters or parameters,
+        )  # fmt: skip
+        algorithm.observe_gram(gram, learning_rate)
         evaluations += m
     scalarised = algorithm.online_reward(rewards)
     combined_rewards = scalarised if scalarised is not None else rewards
-    advantage = group_advantages(combined_rewards, params, device)[:, rows]
-    combines_gradients = isinstance(algorithm, GramRule) and scalarised is None
+    micro_batches = split_rollout(
+        rollout, group_advantages(combined_rewards, params, device)[:, rows], parts
+    )
     for _ in range(params.ppo_epochs):
-        if combines_gradients:
+        if isinstance(algorithm, GramRule) and scalarised is None:
             combine_micro_batches(
-                [lambda: objective_losses(policy, rollout, advantage, params)],
+                [functools.partial(objective_losses, policy, part, advantage, params)
+                 for part, advantage in micro_batches],
                 parameters, algorithm, learning_rate, gram_parameters, autogram_modules,
             )  # fmt: skip
             evaluations += m if algorithm.needs_gram else 1
         else:
-            ratio, kl = ratio_and_kl(policy, rollout, params)
-            if isinstance(algorithm, AdvantageRule):
-                token_advantages = advantage[:, :, None].expand(-1, -1, ratio.shape[1])
-                combined = algorithm.combine_advantages(
-                    token_advantages, ratio.detach(), rollout.mask
-                )
-            else:
-                combined = advantage[0][:, None]
-            loss = (
-                clipped_surrogate(
-                    combined, ratio, rollout.mask, params.clip_epsilon, rollout.tokens
-                )
-                + kl
-            )
-            check_finite_losses(loss.reshape(1))
-            optimizer.zero_grad()
-            loss.backward()
-            distributed.average_gradients(parameters)
+            descend_micro_batches(
+                [functools.partial(combined_loss, policy, part, advantage, algorithm, params)
+                 for part, advantage in micro_batches],
+                parameters,
+            )  # fmt: skip
             evaluations += 1
         optimizer.step()
     return evaluations
+
+
+def combined_loss(
+    policy: torch.nn.Module,
+    rollout: Rollout,
+    advantage: torch.Tensor,
+    algorithm: Algorithm,
+    params: LanguageParams,
+) -> torch.Tensor:
+    """One clipped policy-gradient loss (plus the KL term) of the advantages combined before the
+    loss: by an `AdvantageRule` per token from the (m, n) `advantage`, or the one row of a
+    scalarised reward's."""
+    ratio, kl = ratio_and_kl(policy, rollout, params)
+    if isinstance(algorithm, AdvantageRule):
+        token_advantages = advantage[:, :, None].expand(-1, -1, ratio.shape[1])
+        combined = algorithm.combine_advantages(token_advantages, ratio.detach(), rollout.mask)
+    else:
+        combined = advantage[0][:, None]
+    return (
+        clipped_surrogate(combined, ratio, rollout.mask, params.clip_epsilon, rollout.tokens) + kl
+    )

@@ -44,17 +44,9 @@ class LanguageParams(TaskParams):
     micro_batch_size: int | None = Field(
         None,
         ge=1,
-        description="preference training: gradient accumulation micro-batch (None: the whole "
-        "batch); online training takes each step's rollout in one batch",
+        description="gradient accumulation: preference pairs, or online responses, per forward "
+        "and backward pass (None: the whole batch in one)",
     )
-
-    @model_validator(mode="after")
-    def _micro_batches_divide_the_batch(self) -> LanguageParams:
-        if self.micro_batch_size is not None and self.batch_size % self.micro_batch_size:
-            raise ValueError(
-                f"micro_batch_size {self.micro_batch_size} must divide batch_size {self.batch_size}"
-            )
-        return self
 
 
 class PreferenceFields(BaseModel):
@@ -62,6 +54,13 @@ class PreferenceFields(BaseModel):
 
     beta: float = Field(0.1, gt=0, description="DPO inverse temperature")
     n_pairs: int = Field(512, ge=2, description="training preference pairs")
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_batch(self) -> PreferenceFields:
+        batch, micro = getattr(self, "batch_size", None), getattr(self, "micro_batch_size", None)
+        if batch is not None and micro is not None and batch % micro:
+            raise ValueError(f"micro_batch_size {micro} must divide batch_size {batch}")
+        return self
 
 
 class TinyPreferenceFields(BaseModel):
@@ -92,6 +91,18 @@ class OnlineFields(BaseModel):
         description="online: subtract the KL from the rewards instead of adding it to the loss",
     )
     temperature: float = Field(1.0, ge=0, description="online: sampling temperature")
+
+    @model_validator(mode="after")
+    def _micro_batches_divide_the_rollout(self) -> OnlineFields:
+        responses = self.prompts_per_step * self.group_size
+        micro = getattr(self, "micro_batch_size", None)
+        if micro is not None and responses % micro:
+            raise ValueError(
+                f"micro_batch_size {micro} must divide the {responses} responses of a step "
+                f"(prompts_per_step {self.prompts_per_step} x group_size {self.group_size}); "
+                "set micro_batch_size to a divisor, or to null for the whole rollout in one pass"
+            )
+        return self
 
     @model_validator(mode="after")
     def _groups_can_be_compared(self) -> OnlineFields:

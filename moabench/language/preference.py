@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 
 from moabench.core.algorithm import Algorithm, GramRule, PreferenceLoss
-from moabench.core.distributed import average_gradients, shard
+from moabench.core.distributed import shard
 from moabench.core.errors import ConfigError
-from moabench.core.gradients import check_finite_losses, combine_micro_batches
+from moabench.core.gradients import combine_micro_batches, descend_micro_batches
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.lm import Batch, last_block_parameters, select_rows, sequence_log_probs
 from moabench.language.params import LanguageParams
@@ -126,12 +126,7 @@ def train_preference(
                     autogram_modules,
                 )
             else:
-                optimizer.zero_grad()
-                for part in micro:
-                    loss = losses_of(part)()
-                    check_finite_losses(loss)
-                    (loss / len(micro)).backward()
-                average_gradients(parameters)
+                descend_micro_batches([losses_of(part) for part in micro], parameters)
         except DivergedError as error:
             raise DivergedError(f"step {step}: {error}") from None
         optimizer.step()
