@@ -36,6 +36,7 @@ from resident_memory import in_subprocess, reset_peak, resident_mib
 from moabench.core.algorithm import make_algorithm
 from moabench.core.determinism import one_torch_thread
 from moabench.core.gradients import combine_micro_batches
+from moabench.language.hub import checkpoint_activations
 from moabench.language.lm import Batch, sequence_log_probs
 from moabench.language.preference import per_objective_dpo_losses
 
@@ -76,7 +77,7 @@ def training_step(
     config = LlamaConfig(**spec["model"], tie_word_embeddings=False, max_position_embeddings=512)
     model = LlamaForCausalLM(config).train()
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpoint_activations(model)
     parameters = list(model.parameters())
     n = spec["pairs"]
     ids = torch.randint(config.vocab_size, (2 * n, spec["tokens"]))

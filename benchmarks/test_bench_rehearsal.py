@@ -88,7 +88,7 @@ from moabench.core.algorithm import Paradigm, make_algorithm
 from moabench.core.determinism import one_torch_thread
 from moabench.core.gradients import combine_micro_batches
 from moabench.core.task import make_task
-from moabench.language.hub import DTYPES
+from moabench.language.hub import DTYPES, checkpoint_activations
 from moabench.language.lm import Batch, sequence_log_probs
 from moabench.language.loading import with_lora
 from moabench.language.online import Rollout, objective_losses
@@ -186,7 +186,7 @@ def build_policy(setup: Setup, layers: int, smoke: bool, device: str) -> torch.n
             config, dtype=DTYPES[setup.params.dtype or "bfloat16"]
         )
     if setup.params.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpoint_activations(model)
     return with_lora(model, setup.params.lora_rank).to(device)
 
 

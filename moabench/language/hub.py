@@ -263,10 +263,20 @@ def load_policy(name: str, params: LanguageParams, at: Placement) -> tuple[Any, 
                 f"gradient_checkpointing: policy {name!r} ({type(base).__name__}) does not "
                 "support activation checkpointing in transformers"
             )
-        # non-reentrant: the per-objective gradients come from torch.autograd.grad
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        checkpoint_activations(base)
         checkpoint_in_eval_mode(base)
     return loading.with_lora(base, params.lora_rank).to(at.device), tokenizer
+
+
+def checkpoint_activations(model) -> None:
+    """transformers' non-reentrant activation checkpointing (the per-objective gradients come from
+    `torch.autograd.grad`), under its name since transformers 5 where the model has it."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs={"use_reentrant": False}
+        )
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def checkpoint_in_eval_mode(model: torch.nn.Module) -> None:
