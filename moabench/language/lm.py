@@ -79,8 +79,9 @@ class NextTokenLogProbs(torch.autograd.Function):
     g (onehot(next token) - softmax), holds the logits' gradient in their dtype and the float32
     softmax of one sequence at a time, where autograd's would allocate several logits-sized
     float32 tensors (under vmap, as torchjd's autogram engine batches the m losses' gradients, m
-    times each); for a bfloat16 model its peak is about half of the whole batch's float32 softmax
-    and gradient (BENCHMARKS.md). Its gradients are bit for bit autograd's in float32."""
+    times each). For a bfloat16 model at Qwen3's vocabulary its peak above the logits was 2.5x
+    lower than the whole batch's float32 softmax and gradient at 4 sequences of 1,024 tokens, 1.2x
+    at one of 2,304 (BENCHMARKS.md). Its gradients are bit for bit autograd's in float32."""
 
     generate_vmap_rule = True
 
@@ -106,12 +107,15 @@ class NextTokenLogProbs(torch.autograd.Function):
         grad = torch.cat([grad, torch.zeros_like(grad[:, -1:])], dim=1)
         rows = []
         for row in range(logits.shape[0]):  # one sequence's float32 softmax at a time
-            wide = logits[row].to(logsumexp.dtype)
-            row_logsumexp = torch.cat([logsumexp[row], torch.logsumexp(wide[-1:], dim=-1)])
-            d_logits = (-grad[row])[:, None] * (wide - row_logsumexp[:, None]).exp()
+            last = torch.logsumexp(logits[row, -1:].to(logsumexp.dtype), dim=-1)
+            softmax = logits[row].to(logsumexp.dtype, copy=True)
+            softmax.sub_(torch.cat([logsumexp[row], last])[:, None]).exp_()
+            d_logits = (-grad[row])[:, None] * softmax  # out of place: `grad` may be vmapped
+            del softmax
             d_logits.scatter_add_(-1, following[row][:, None], grad[row][:, None])
             rows.append(d_logits.to(logits.dtype))
-        return torch.stack(rows), None
+            del d_logits
+        return (rows[0][None] if len(rows) == 1 else torch.stack(rows)), None
 
 
 def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
