@@ -136,6 +136,9 @@ def start_tagged_sweep(results: Path, tag: str, stderr=subprocess.PIPE) -> subpr
     process = subprocess.Popen(
         command, stdout=subprocess.DEVNULL, stderr=stderr, text=True,
         start_new_session=True, env=os.environ | {"MOABENCH_TEST_TAG": tag},
+        # a terminal's foreground job: a shell's background job (`.ci/run &`) ignores SIGINT,
+        # and the sweep would inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )  # fmt: skip
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 20:

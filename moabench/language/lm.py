@@ -79,9 +79,9 @@ class NextTokenLogProbs(torch.autograd.Function):
     g (onehot(next token) - softmax), holds the logits' gradient in their dtype and the float32
     softmax of one sequence at a time, where autograd's would allocate several logits-sized
     float32 tensors (under vmap, as torchjd's autogram engine batches the m losses' gradients, m
-    times each). For a bfloat16 model at Qwen3's vocabulary its peak above the logits was 2.5x
-    lower than the whole batch's float32 softmax and gradient at 4 sequences of 1,024 tokens, 1.2x
-    at one of 2,304 (BENCHMARKS.md). Its gradients are bit for bit autograd's in float32."""
+    times each). For bfloat16 logits at Qwen3's vocabulary its peak was 2.0x lower than
+    autograd's at 4 sequences of 1,024 tokens and 1.5x at one of 2,304
+    (`benchmarks/test_bench_log_probs.py`). Its gradients are bit for bit autograd's in float32."""
 
     generate_vmap_rule = True
 

@@ -28,6 +28,8 @@ from moabench.runs.records import (
     RunRecord,
     ensure_writable,
     finished_keys,
+    read_record,
+    record_path,
 )
 from moabench.runs.runner import pairs_with, resolve_config, run_and_record
 
@@ -147,7 +149,11 @@ def run_sweep(
     pending = [config for config in unique if config.key() not in done]
     summary = SweepSummary(total=len(unique), already_done=len(unique) - len(pending))
 
+    collected: set[str] = set()
+
     def collect(record: RunRecord | None) -> None:
+        if record is not None:
+            collected.add(record.config.key())
         if record is None:  # another sweep on this folder claimed or finished it
             summary.elsewhere += 1
         elif record.status == "ok":
@@ -176,10 +182,10 @@ def run_sweep(
     pool = ProcessPoolExecutor(
         workers, mp_context=context, initializer=_worker_setup, initargs=(os.getpid(),)
     )
+    futures = []
     try:
-        futures = [
-            pool.submit(run_and_record, config, results_dir, retry_failed) for config in pending
-        ]
+        for config in pending:
+            futures.append(pool.submit(run_and_record, config, results_dir, retry_failed))
         for future in as_completed(futures):
             collect(future.result())
     except KeyboardInterrupt:
@@ -191,6 +197,10 @@ def run_sweep(
             pool.shutdown(wait=True)
         finally:
             signal.signal(signal.SIGINT, previous)
+        for future, config in zip(futures, pending):  # written, but not yet reported, when stopped
+            path = record_path(results_dir, config.key())
+            if not future.cancelled() and config.key() not in collected and path.exists():
+                collect(read_record(path))
         raise SweepInterrupted(summary) from None
     pool.shutdown(wait=True)
     return summary
