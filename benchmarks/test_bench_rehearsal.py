@@ -9,7 +9,8 @@ that scale (read from `moabench.tasks`, so this file follows them):
     task           paradigm  policy (layers)                m  one step
     safety         DPO       mistral-7b-sft-beta (32)       2  64 pairs: 8 micro-batches of 8
                              (HuggingFaceH4, Mistral-7B)       pairs (16 sequences) of <= 512 tokens
-    summarization  DPO       Qwen/Qwen3-4B-Base (36)        2  the same, of <= 1,024 tokens
+    summarization  DPO       Qwen/Qwen3-4B-Base (36)        2  64 pairs: 16 micro-batches of 4
+                                                               pairs of <= 1,024 tokens
     math           GRPO      Qwen/Qwen3-8B (36)             3  64 prompts x 8 responses: 256
                                                                micro-batches of 2 sequences of
                                                                2,048 + 256 tokens

@@ -85,7 +85,7 @@ class Summarization(LanguageTask):
             defaults=dict(
                 steps=1000,
                 batch_size=64,
-                micro_batch_size=8,
+                micro_batch_size=4,  # 8 pairs of 1,024 tokens: about 101 GiB (BENCHMARKS.md)
                 learning_rate=2e-5,
                 beta=0.2,
                 n_pairs=10_000,
