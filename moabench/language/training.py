@@ -64,12 +64,12 @@ def autogram_obstacle(module: torch.nn.Module, micro_batches: int) -> str | None
     micro-batches needs their Jacobian), and contracts each module's Jacobian on its own, so a
     parameter used by two modules (tied input and output embeddings) would miss its cross terms.
     With activation checkpointing it holds every module's inputs and outputs and recomputes the
-    checkpointed blocks during its Gram pass (5.2x LS's peak memory measured, BENCHMARKS.md).
+    checkpointed blocks during its Gram pass (10.3x LS's peak memory measured, BENCHMARKS.md).
     """
     if any(getattr(m, "gradient_checkpointing", False) is True for m in module.modules()):
         return (
             "with gradient_checkpointing the engine keeps the activations that checkpointing "
-            "frees and recomputes blocks module by module (measured 5.2x LS's peak memory, 3.6x "
+            "frees and recomputes blocks module by module (measured 10.3x LS's peak memory, 5.5x "
             "the Jacobian's)"
         )
     if micro_batches > 1:
