@@ -18,7 +18,7 @@ from moabench.language.lm import token_log_probs
 from moabench.language.online import (
     Rollout,
     log_probs_in_parts,
-    micro_batch_rows,
+    micro_batch_parts,
     objective_losses,
     split_rollout,
     train_online,
@@ -72,7 +72,7 @@ def test_the_parts_losses_average_to_the_whole_rollouts():
     batch = problem.batch(prompts, responses)
     assert len(set(batch.attention_mask.sum(dim=1).tolist())) > 1  # rows of different lengths
     mask = batch.response_mask[:, 1:].float()
-    parts = micro_batch_rows(len(prompts), 2, "cpu")
+    parts = micro_batch_parts(len(prompts), 2, "cpu")
 
     def rollout(in_parts: list[torch.Tensor]) -> Rollout:
         return Rollout(
@@ -80,7 +80,7 @@ def test_the_parts_losses_average_to_the_whole_rollouts():
             log_probs_in_parts(problem.reference_log_probs, batch, in_parts), mask.sum(),
         )  # fmt: skip
 
-    whole_parts = micro_batch_rows(len(prompts), None, "cpu")
+    whole_parts = micro_batch_parts(len(prompts), len(prompts), "cpu")
     assert len(whole_parts) == 1 and len(parts) == 4
     torch.testing.assert_close(
         rollout(parts).old_log_probs * mask, rollout(whole_parts).old_log_probs * mask

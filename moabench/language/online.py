@@ -55,7 +55,12 @@ from moabench.core.task import DivergedError, RunOutput
 from moabench.language.advantages import advantages as estimate_advantages
 from moabench.language.lm import Batch, last_block_parameters, select_rows, token_log_probs
 from moabench.language.params import LanguageParams
-from moabench.language.training import EVALUATIONS_ALONG_TRAINING, gram_modules, make_optimizer
+from moabench.language.training import (
+    EVALUATIONS_ALONG_TRAINING,
+    gram_modules,
+    make_optimizer,
+    micro_batch_rows,
+)
 
 
 def clipped_surrogate(
@@ -119,9 +124,9 @@ class Rollout:
         )  # fmt: skip
 
 
-def micro_batch_rows(rows: int, size: int | None, device: str) -> list[torch.Tensor]:
-    """The row indices of each micro-batch of `size` rows (one of all rows without a size)."""
-    return list(torch.arange(rows, device=device).split(size or rows))
+def micro_batch_parts(rows: int, size: int, device: str) -> list[torch.Tensor]:
+    """The row indices of each micro-batch of `size` rows."""
+    return list(torch.arange(rows, device=device).split(size))
 
 
 def split_rollout(
@@ -195,14 +200,12 @@ def train_online(
             "weights come from each process's token means, not the global batch's; use "
             "level='token' or one process"
         )
-    size = params.micro_batch_size
-    if size is not None and (rows.stop - rows.start) % size:
-        raise ConfigError(
-            f"micro_batch_size={size} must divide each process's share of prompts_per_step x "
-            f"group_size = {params.prompts_per_step} x {params.group_size}, "
-            f"{rows.stop - rows.start} responses"
-        )
-    parts = micro_batch_rows(rows.stop - rows.start, size, problem.device)
+    size = micro_batch_rows(
+        rows.stop - rows.start, params.micro_batch_size,
+        f"prompts_per_step x group_size = {params.prompts_per_step} x {params.group_size}",
+        "responses",
+    )  # fmt: skip
+    parts = micro_batch_parts(rows.stop - rows.start, size, problem.device)
     if len(parts) > 1 and batch_level:
         raise ConfigError(
             f"{algorithm.name} with level='batch' and micro_batch_size={size}: its weights come "

@@ -28,12 +28,16 @@ import torch.nn.functional as F
 
 from moabench.core.algorithm import Algorithm, GramRule, PreferenceLoss
 from moabench.core.distributed import shard
-from moabench.core.errors import ConfigError
 from moabench.core.gradients import combine_micro_batches, descend_micro_batches
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.lm import Batch, last_block_parameters, select_rows, sequence_log_probs
 from moabench.language.params import LanguageParams
-from moabench.language.training import EVALUATIONS_ALONG_TRAINING, gram_modules, make_optimizer
+from moabench.language.training import (
+    EVALUATIONS_ALONG_TRAINING,
+    gram_modules,
+    make_optimizer,
+    micro_batch_rows,
+)
 
 
 def per_objective_dpo_losses(margins: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
@@ -79,12 +83,9 @@ def train_preference(
     )
     share = shard(params.batch_size, "batch_size")  # this process's rows of each global batch
     pairs_here = share.stop - share.start
-    micro_batch_size = params.micro_batch_size or pairs_here
-    if pairs_here % micro_batch_size:
-        raise ConfigError(
-            f"micro_batch_size={micro_batch_size} must divide each process's share of "
-            f"batch_size={params.batch_size}, {pairs_here} pairs"
-        )
+    micro_batch_size = micro_batch_rows(
+        pairs_here, params.micro_batch_size, f"batch_size={params.batch_size}", "pairs"
+    )
     micro_batches = pairs_here // micro_batch_size
     autogram_modules = gram_modules(policy, params, algorithm, micro_batches)
     optimizer = make_optimizer(params, parameters)

@@ -31,6 +31,18 @@ def make_optimizer(params: LanguageParams, parameters: list[torch.Tensor]) -> to
     return torch.optim.Adam(parameters, lr=params.learning_rate)
 
 
+def micro_batch_rows(share: int, micro_batch_size: int | None, batch: str, rows: str) -> int:
+    """Rows per micro-batch of a process's `share` rows of the global batch (`micro_batch_size`,
+    or the whole share), or a `ConfigError` when it does not divide the share (`batch` names the
+    global batch, `rows` its rows, for the message)."""
+    size = micro_batch_size or share
+    if share % size:
+        raise ConfigError(
+            f"micro_batch_size={size} must divide each process's share of {batch}, {share} {rows}"
+        )
+    return size
+
+
 def gram_modules(
     policy: torch.nn.Module, params: LanguageParams, algorithm: Algorithm, micro_batches: int
 ) -> list[torch.nn.Module] | None:
