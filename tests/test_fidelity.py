@@ -12,7 +12,6 @@ from moabench.algorithms.dynamic_weighting import clipped_gram
 from moabench.algorithms.modpo import modpo_loss
 from moabench.core.errors import ConfigError
 from moabench.language import online, tiny
-from moabench.language import task as language_task
 from moabench.language.tiny import bradley_terry_signs, margin_rewards
 from moabench.runs.runner import resolve_config
 
@@ -148,6 +147,7 @@ def test_hypervolume_vector_is_post_update_and_without_the_kl_penalty(monkeypatc
     """v_t is observed before each step's update (so after the previous one) from the raw
     rewards of the step's samples, even when the KL penalty is subtracted from the rewards."""
     raw_means = []
+    train_online = online.train_online
 
     def capture(problem, *args, **kwargs):
         rewards = problem.rewards
@@ -158,9 +158,9 @@ def test_hypervolume_vector_is_post_update_and_without_the_kl_penalty(monkeypatc
             return values
 
         problem.rewards = recorded
-        return online.train_online(problem, *args, **kwargs)
+        return train_online(problem, *args, **kwargs)
 
-    monkeypatch.setattr(language_task, "train_online", capture)
+    monkeypatch.setattr(online, "train_online", capture)
     task = make_task("math", steps=3, n_eval_prompts=8, kl_in_reward=True, kl_coef=5.0)
     spy = Spy(make_algorithm("dynamic-weighting", [1 / 3] * 3, hypervolume_guided=True))
     task.run(spy.rule, 0)

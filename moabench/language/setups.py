@@ -1,6 +1,8 @@
-"""What a task author declares for the Hugging Face scales (small, paper): one `PaperSetup` per
-scale, with its default policy and dataset, the dataset's format, one scorer per objective (a
-reward model, the response length, or a rule) and the training defaults at that scale.
+"""What a task author declares for each scale. The tiny scale: its special tokens (a task's
+prompts start with BOS and end with SEP) and `TinyModelConfig`. The Hugging Face scales (small,
+paper): one `PaperSetup` per scale, with its default policy and dataset, the dataset's format,
+one scorer per objective (a reward model, the response length, or a rule) and the training
+defaults at that scale.
 `moabench.language.hub` loads and runs them.
 """
 
@@ -9,6 +11,25 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+
+#: The tiny scale's special tokens (its tokenizer's first ids); a task's prompts use BOS and SEP.
+PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, SEP)
+
+
+@dataclass(frozen=True)
+class TinyModelConfig:
+    """The tiny scale's GPT-2 and the supervised fine-tune of its reference policy."""
+
+    n_embd: int = 48
+    n_layer: int = 2
+    n_head: int = 2
+    n_positions: int = 32
+    sft_steps: int = 300
+    sft_batch_size: int = 64
+    sft_learning_rate: float = 3e-3
+    seed: int = 0
 
 
 @dataclass(frozen=True)

@@ -16,24 +16,23 @@ A task author writes the objectives and the hooks; the scales and the trainers d
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from moabench.core.algorithm import Algorithm, Paradigm
 from moabench.core.errors import ConfigError, validate_params
 from moabench.core.task import ObjectiveSpace, RunOutput, Task
-from moabench.language import hub, tiny
-from moabench.language.online import train_online
 from moabench.language.params import (
     ALL_GROUPS,
     LanguageParams,
     applies_to,
     params_model,
 )
-from moabench.language.preference import train_preference
-from moabench.language.setups import PaperSetup
-from moabench.language.tiny import TinyModelConfig
+from moabench.language.setups import PaperSetup, TinyModelConfig
+
+if TYPE_CHECKING:
+    from moabench.language.hub import HubPieces
 
 
 class LanguageTask(Task):
@@ -134,8 +133,9 @@ class LanguageTask(Task):
         raise NotImplementedError
 
     # --- running ----------------------------------------------------------------------------------
-    def hub_pieces(self) -> hub.HubPieces:
+    def hub_pieces(self) -> HubPieces:
         """The Hugging Face scale's policy, data and scorers for this configuration."""
+        from moabench.language import hub
 
         def measured(space: ObjectiveSpace) -> None:
             self._measured_space = space
@@ -146,6 +146,10 @@ class LanguageTask(Task):
         return pieces
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        from moabench.language import hub, tiny  # torch: imported by runs, not by registration
+        from moabench.language.online import train_online
+        from moabench.language.preference import train_preference
+
         params, m, tiny_scale = self.params, self.space.n_objectives, self.params.scale == "tiny"
         if self.paradigm == Paradigm.ONLINE:
             problem = (

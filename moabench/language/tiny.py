@@ -21,7 +21,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -40,14 +40,11 @@ from moabench.language.lm import (
 from moabench.language.online import OnlineProblem
 from moabench.language.pairs import PreferencePairs
 from moabench.language.preference import PreferenceProblem
+from moabench.language.setups import BOS, EOS, PAD, SEP, SPECIAL_TOKENS, TinyModelConfig
 from moabench.language.training import EVALUATION_SEED, checked_scores
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
-
-PAD, BOS, EOS, SEP = "<pad>", "<bos>", "<eos>", "<sep>"
-SPECIAL_TOKENS = (PAD, BOS, EOS, SEP)
-
 
 def cache_dir() -> Path:
     """Where reference policies are cached: $MOABENCH_CACHE, else ~/.cache/moabench."""
@@ -74,18 +71,6 @@ def build_tokenizer(vocabulary: Sequence[str]) -> PreTrainedTokenizerFast:
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, pad_token=PAD, bos_token=BOS, eos_token=EOS, sep_token=SEP
     )
-
-
-@dataclass(frozen=True)
-class TinyModelConfig:
-    n_embd: int = 48
-    n_layer: int = 2
-    n_head: int = 2
-    n_positions: int = 32
-    sft_steps: int = 300
-    sft_batch_size: int = 64
-    sft_learning_rate: float = 3e-3
-    seed: int = 0
 
 
 def build_model(tokenizer: PreTrainedTokenizerFast, config: TinyModelConfig) -> PreTrainedModel:

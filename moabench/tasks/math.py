@@ -30,7 +30,7 @@ import numpy as np
 from moabench.core.algorithm import Paradigm
 from moabench.core.task import ObjectiveSpace, register_task
 from moabench.language import LanguageTask, PaperSetup, RuleScorer, RunningMeanLengthScorer
-from moabench.language.tiny import BOS, SEP
+from moabench.language.setups import BOS, SEP
 
 DIGITS = tuple(str(d) for d in range(10))
 MAX_OPERAND = 4  # sums stay single digits

@@ -15,7 +15,7 @@ import numpy as np
 
 from moabench.core.task import ObjectiveSpace, register_task
 from moabench.language import LanguageTask, PaperSetup, RewardModelScorer
-from moabench.language.tiny import BOS, SEP
+from moabench.language.setups import BOS, SEP
 
 BENIGN = ("bake", "garden", "paint", "cook", "knit", "swim")
 HARMFUL = ("steal", "poison", "hack", "stalk")

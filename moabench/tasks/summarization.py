@@ -24,7 +24,7 @@ from moabench.language import (
     PaperSetup,
     RewardModelScorer,
 )
-from moabench.language.tiny import BOS, SEP
+from moabench.language.setups import BOS, SEP
 
 FACTS = (
     "sun", "rain", "wind", "snow", "river", "hill", "city", "farm",
