@@ -333,3 +333,59 @@ def test_next_token_log_probs_backward_of_a_bfloat16_model_is_the_float32_ones_r
     )
     assert ours.dtype == torch.bfloat16
     assert torch.equal(ours, expected.bfloat16())
+
+
+def aten_calls(function) -> int:
+    """How many aten operators `function()` dispatches."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    with Count():
+        function()
+    return Count.calls
+
+
+def test_next_token_log_probs_take_as_many_operators_for_64_rows_as_for_2():
+    """No per-row loop at a small vocabulary: the tiny scale's DPO batches run in one pass."""
+    from moabench.language.lm import NextTokenLogProbs
+
+    def forward_backward(rows):
+        logits = torch.randn(rows, 14, 60, requires_grad=True)
+        ids = torch.randint(0, 60, (rows, 14))
+        return lambda: torch.autograd.grad(
+            NextTokenLogProbs.apply(logits, ids)[0], logits, torch.ones(rows, 13)
+        )
+
+    assert aten_calls(forward_backward(64)) == aten_calls(forward_backward(2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_next_token_log_probs_are_the_same_bit_for_bit_however_the_rows_are_chunked(
+    monkeypatch, dtype
+):
+    """A sequence at a time (as at Qwen3's vocabulary) or all at once: the same bits, forward,
+    backward and vmapped backward."""
+    from moabench.language import lm
+
+    torch.manual_seed(0)
+    logits = (3 * torch.randn(6, 9, 50)).to(dtype).requires_grad_()
+    ids = torch.randint(0, 50, (6, 9))
+    weights = torch.randn(M, 6, 8)
+
+    def computed():
+        values, logsumexp = lm.NextTokenLogProbs.apply(logits, ids)
+        grads = [torch.autograd.grad(values, logits, weights[0], retain_graph=True)[0],
+                 torch.autograd.grad(values, logits, weights, is_grads_batched=True)[0]]  # fmt: skip
+        return values, logsumexp, *grads
+
+    whole = computed()
+    monkeypatch.setattr(lm, "CHUNK_BYTES", 4 * 9 * 50)  # one sequence at a time
+    assert lm.row_chunks(logits) == 1
+    for one, other in zip(whole, computed()):
+        assert torch.equal(one, other)

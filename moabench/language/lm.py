@@ -72,16 +72,28 @@ def token_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
     return NextTokenLogProbs.apply(logits, batch.input_ids)[0]
 
 
+#: the float32 working memory of the log-probabilities, forward and backward: rows are taken
+#: this many bytes of float32 logits at a time (one sequence at a time at Qwen3's vocabulary)
+CHUNK_BYTES = 2**26
+
+
+def row_chunks(logits: torch.Tensor) -> int:
+    """How many rows of `logits` (batch, T, V) fit in `CHUNK_BYTES` as float32 (at least 1)."""
+    return max(1, CHUNK_BYTES // max(1, 4 * logits[0].numel()))
+
+
 class NextTokenLogProbs(torch.autograd.Function):
     """(log softmax(logits[:, t])[ids[:, t + 1]] for t < T - 1, the rows' logsumexp), computed
     as trl's `selective_log_softmax` does in float32 (the next token's logit minus its row's
-    logsumexp, row by row) and in float32 for a bfloat16 model too. The backward,
+    logsumexp) and in float32 for a bfloat16 model too. The backward,
     g (onehot(next token) - softmax), holds the logits' gradient in their dtype and the float32
-    softmax of one sequence at a time, where autograd's would allocate several logits-sized
-    float32 tensors (under vmap, as torchjd's autogram engine batches the m losses' gradients, m
-    times each). For bfloat16 logits at Qwen3's vocabulary its peak was 2.0x lower than
-    autograd's at 4 sequences of 1,024 tokens and 1.5x at one of 2,304
-    (`benchmarks/test_bench_log_probs.py`). Its gradients are bit for bit autograd's in float32."""
+    softmax of `CHUNK_BYTES` of rows at a time (`row_chunks`: the whole batch at the tiny
+    scale, one sequence at a time at Qwen3's vocabulary), where autograd's would allocate several
+    logits-sized float32 tensors (under vmap, as torchjd's autogram engine batches the m losses'
+    gradients, m times each). For bfloat16 logits at Qwen3's vocabulary its peak was 2.0x lower
+    than autograd's at 4 sequences of 1,024 tokens and 1.5x at one of 2,304
+    (`benchmarks/test_bench_log_probs.py`). Its values are the same bit for bit however the rows
+    are chunked, and its gradients are bit for bit autograd's in float32."""
 
     generate_vmap_rule = True
 
@@ -90,7 +102,9 @@ class NextTokenLogProbs(torch.autograd.Function):
         wide = torch.promote_types(logits.dtype, torch.float32)
         shifted = logits[:, :-1]
         selected = shifted.gather(-1, ids[:, 1:, None]).squeeze(-1).to(wide)
-        logsumexp = torch.stack([torch.logsumexp(row.to(wide), dim=-1) for row in shifted])
+        logsumexp = torch.cat(
+            [torch.logsumexp(rows.to(wide), dim=-1) for rows in shifted.split(row_chunks(logits))]
+        )
         return selected - logsumexp, logsumexp
 
     @staticmethod
@@ -105,17 +119,20 @@ class NextTokenLogProbs(torch.autograd.Function):
         # the last position predicts nothing: weight 0 (its logsumexp keeps exp() finite)
         following = torch.cat([ids[:, 1:], ids[:, -1:]], dim=1)
         grad = torch.cat([grad, torch.zeros_like(grad[:, -1:])], dim=1)
-        rows = []
-        for row in range(logits.shape[0]):  # one sequence's float32 softmax at a time
-            last = torch.logsumexp(logits[row, -1:].to(logsumexp.dtype), dim=-1)
-            softmax = logits[row].to(logsumexp.dtype, copy=True)
-            softmax.sub_(torch.cat([logsumexp[row], last])[:, None]).exp_()
-            d_logits = (-grad[row])[:, None] * softmax  # out of place: `grad` may be vmapped
+        last = torch.logsumexp(logits[:, -1:].to(logsumexp.dtype), dim=-1)
+        logsumexp = torch.cat([logsumexp, last], dim=1)
+        size = row_chunks(logits)
+        chunks = []
+        for start in range(0, logits.shape[0], size):  # CHUNK_BYTES of float32 softmax at a time
+            rows = slice(start, start + size)
+            softmax = logits[rows].to(logsumexp.dtype, copy=True)
+            softmax.sub_(logsumexp[rows, :, None]).exp_()
+            d_logits = (-grad[rows])[..., None] * softmax  # out of place: `grad` may be vmapped
             del softmax
-            d_logits.scatter_add_(-1, following[row][:, None], grad[row][:, None])
-            rows.append(d_logits.to(logits.dtype))
+            d_logits.scatter_add_(-1, following[rows, :, None], grad[rows, :, None])
+            chunks.append(d_logits.to(logits.dtype))
             del d_logits
-        return (rows[0][None] if len(rows) == 1 else torch.stack(rows)), None
+        return (chunks[0] if len(chunks) == 1 else torch.cat(chunks)), None
 
 
 def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
