@@ -238,3 +238,162 @@ def test_one_process_records_one_process(tmp_path):
 
     assert processes() == 1 and rank() == 0
     assert run_provenance()["num_processes"] == 1
+
+
+# --- failures, devices, initial parameters and statistics across processes (issue 21) ----------
+
+
+def failing_worker(index: int, port: int, out: str) -> None:
+    """Process 1's sampling fails at the first step; process 0's goes on to gather the rewards."""
+    os.environ.update(
+        WORLD_SIZE="2", RANK=str(index), LOCAL_RANK=str(index), MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )  # fmt: skip
+    from moabench.core.task import DivergedError
+
+    with data_parallel(), one_torch_thread():
+        task = make_task("safety", paradigm="online", steps=1, prompts_per_step=2, group_size=2)
+        problem = tiny.online_problem(task)
+
+        def sample(prompts: list[str], seed: int) -> list[str]:
+            if rank() == 1:
+                raise DivergedError("sampling failed: probability tensor contains nan")
+            return problem.sample(prompts, seed)
+
+        fixed = dataclasses.replace(problem, sample=sample, evaluate=lambda: [0.0, 0.0])
+        try:
+            train_online(fixed, MGDA([0.5, 0.5]), seed=0, params=task.params, m=2)
+            outcome = "trained"
+        except DivergedError as error:
+            outcome = f"diverged: {error}"
+        with open(os.path.join(out, f"{index}.txt"), "w") as handle:
+            handle.write(outcome)
+
+
+def spawn_or_fail(worker_function, tmp_path, seconds: float) -> None:
+    """Two processes of `worker_function`; a test failure (not a hang) if they do not finish."""
+    context = torch.multiprocessing.spawn(
+        worker_function, args=(free_port(), str(tmp_path)), nprocs=2, join=False
+    )
+    waited = 0.0
+    while not context.join(timeout=5):
+        waited += 5
+        if waited >= seconds:
+            for process in context.processes:
+                process.kill()
+            pytest.fail(f"the processes still run after {seconds:.0f} s: one waits for the other")
+
+
+@pytest.mark.slow
+def test_one_process_failing_to_sample_stops_both(tmp_path):
+    """Sampling fails on process 1 only: process 0 raises the same error instead of waiting for
+    process 1's rewards in a collective (both would then write a failed record, process 0's
+    saying why)."""
+    tiny.online_problem(make_task("safety", paradigm="online"))  # caches the reference policy
+    spawn_or_fail(failing_worker, tmp_path, seconds=240)
+    outcomes = [(tmp_path / f"{i}.txt").read_text() for i in range(2)]
+    assert outcomes == ["diverged: sampling failed: probability tensor contains nan"] * 2
+
+
+def collectives_worker(index: int, port: int, out: str) -> None:
+    """Each process's view of: parameters initialised differently and broadcast, gradients
+    averaged in buckets, and math's conciseness scored on each process's share."""
+    os.environ.update(
+        WORLD_SIZE="2", RANK=str(index), LOCAL_RANK=str(index), MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )  # fmt: skip
+    from moabench.core import distributed
+    from moabench.language.hub import ShorterThanRunningMean
+
+    with data_parallel():
+        torch.manual_seed(index)  # each process initialises its own parameters
+        model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Linear(5, 2))
+        distributed.broadcast_from_first(list(model.parameters()))
+        for parameter in model.parameters():
+            parameter.grad = torch.full_like(parameter, float(index + 1))
+        distributed.BUCKET = 7  # several buckets of a few tensors each
+        distributed.average_gradients(list(model.parameters()))
+        score = ShorterThanRunningMean(lambda responses: np.array([len(r) for r in responses], float))
+        shares = (["aaa", "a" * 9], ["a", "aaa"])  # lengths 3, 9 | 1, 3: global mean 4
+        torch.save(
+            {
+                "parameters": [p.detach().clone() for p in model.parameters()],
+                "grads": [p.grad.clone() for p in model.parameters()],
+                "conciseness": score([], shares[index], evaluation=False).tolist(),
+            },
+            os.path.join(out, f"{index}.pt"),
+        )
+
+
+@pytest.mark.slow
+def test_processes_start_equal_average_in_buckets_and_share_the_running_mean(tmp_path):
+    torch.manual_seed(0)
+    first = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Linear(5, 2))
+    spawn_or_fail(collectives_worker, tmp_path, seconds=240)
+    results = [torch.load(tmp_path / f"{i}.pt") for i in range(2)]
+    for result in results:
+        for parameter, expected in zip(result["parameters"], first.parameters()):
+            assert torch.equal(parameter, expected.detach())  # process 0's
+        assert all(torch.equal(g, torch.full_like(g, 1.5)) for g in result["grads"])
+    # the bar is the global batch's mean length, 4, on both processes (not 6 and 2)
+    assert [r["conciseness"] for r in results] == [[1, 0], [1, 1]]
+
+
+def test_the_process_group_is_joined_with_a_timeout(monkeypatch):
+    from moabench.core import distributed
+
+    joined = {}
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: joined.update(kw))
+    monkeypatch.setattr(distributed.dist, "destroy_process_group", lambda: None)
+    with data_parallel():
+        pass
+    assert joined["timeout"] == distributed.TIMEOUT
+
+
+def test_a_process_without_a_gpu_of_its_own_is_an_error(monkeypatch):
+    from moabench.core import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+
+    def join(**kwargs):
+        raise AssertionError("joined the group on a GPU of another process")
+
+    monkeypatch.setattr(distributed.dist, "init_process_group", join)
+    with pytest.raises(ConfigError, match="local rank 1 has no GPU of its own.*has 1 visible"):
+        with data_parallel():
+            pass
+
+
+@pytest.mark.parametrize("option", ["device", "reward_device"])
+def test_a_device_index_under_a_launcher_is_an_error(monkeypatch, option):
+    from moabench.core import distributed
+    from moabench.language import hub
+
+    monkeypatch.setattr(distributed, "processes", lambda: 2)
+    prefix = "reward_" if option == "reward_device" else ""
+    with pytest.raises(ConfigError, match=f"{prefix}device='cuda:1' on 2 processes.*without an index"):
+        hub.placement("cuda:1", None, prefix)
+
+
+def test_accelerate_cpu_launch_of_several_processes_that_starts_one_is_an_error(monkeypatch):
+    """`accelerate launch --cpu --num_processes 2` runs its simple launcher: one process, no
+    WORLD_SIZE (its record said num_processes 1, truly); moabench refuses it."""
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with pytest.raises(ConfigError, match="--cpu with --num_processes above 1 started one"):
+        with data_parallel():
+            pass
+
+
+def test_num_processes_is_in_the_key_above_one_only():
+    from moabench.runs.records import RunConfig
+
+    one = RunConfig(algorithm="ls", task="safety", preference=[0.5, 0.5])
+    assert "num_processes" not in one.model_dump()  # the keys of one-process records stay
+    two = one.model_copy(update={"num_processes": 2})
+    assert two.key() != one.key() and two.model_dump()["num_processes"] == 2

@@ -19,7 +19,9 @@ backward pass of sum_i a_i L_i (rules without a Gram matrix, a Gram subset) the 
 averaged instead. The autogram engine cannot: H of the global batch holds cross terms between
 the processes' gradients that no process's H has (`moabench.language.training.gram_modules`
 rejects it). `check_finite_losses` raises on every process together, so that none waits for the
-others in a collective. With one process all of this is the identity.
+others in a collective; a step checks its micro-batches' losses once, after the last (one
+gather and host sync per step, not per micro-batch). With one process all of this is the
+identity.
 """
 
 from __future__ import annotations
@@ -40,20 +42,31 @@ GRAM_BLOCK = 1 << 24
 
 
 def per_objective_gradients(
-    losses: torch.Tensor, parameters: Sequence[torch.Tensor]
+    losses: torch.Tensor, parameters: Sequence[torch.Tensor], into: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The Jacobian of the m losses w.r.t. the flattened parameters, shape (m, d), each row
-    written in place (no stacked copy)."""
-    dtype = functools.reduce(torch.promote_types, [p.dtype for p in parameters])
-    size = sum(p.numel() for p in parameters)
-    jacobian = torch.empty(losses.shape[0], size, dtype=dtype, device=losses.device)
+    written in place (no stacked copy); with `into`, added to `into` in place (gradient
+    accumulation holds one Jacobian, not two)."""
+    if into is None:
+        dtype = functools.reduce(torch.promote_types, [p.dtype for p in parameters])
+        size = sum(p.numel() for p in parameters)
+        jacobian = torch.empty(losses.shape[0], size, dtype=dtype, device=losses.device)
+    else:
+        jacobian = into
     for i in range(losses.shape[0]):
         grads = torch.autograd.grad(losses[i], parameters, retain_graph=True, allow_unused=True)
-        parts = [
-            (g if g is not None else torch.zeros_like(p)).reshape(-1)
-            for g, p in zip(grads, parameters)
-        ]
-        torch.cat(parts, out=jacobian[i])
+        if into is None:
+            parts = [
+                (g if g is not None else torch.zeros_like(p)).reshape(-1)
+                for g, p in zip(grads, parameters)
+            ]
+            torch.cat(parts, out=jacobian[i])
+            continue
+        offset = 0
+        for g, p in zip(grads, parameters):
+            if g is not None:
+                jacobian[i, offset : offset + p.numel()].add_(g.reshape(-1))
+            offset += p.numel()
     return jacobian
 
 
@@ -122,17 +135,23 @@ def loss_gram(
 
 
 def descend_micro_batches(
-    micro_batch_loss: Sequence[Callable[[], torch.Tensor]], parameters: Sequence[torch.Tensor]
+    micro_batch_loss: Sequence[Callable[[], torch.Tensor]],
+    parameters: Sequence[torch.Tensor],
+    coefficients: np.ndarray | None = None,
 ) -> None:
     """Set each parameter's `.grad` to the gradient of one loss that is the mean over K
-    micro-batches (each callable computes one's scalar loss), accumulated micro-batch by
-    micro-batch; that of the global batch on several processes."""
+    micro-batches (each callable computes one's scalar loss, or with `coefficients` its m losses,
+    weighted to sum_i a_i L_i), accumulated micro-batch by micro-batch; that of the global batch
+    on several processes. The losses are checked once, after the last micro-batch."""
     for parameter in parameters:
         parameter.grad = None
+    observed = []
     for loss_of in micro_batch_loss:
-        loss = loss_of()
-        check_finite_losses(loss.reshape(1))
+        losses = loss_of()
+        observed.append(losses.detach().reshape(-1))
+        loss = losses if coefficients is None else _weighted(losses, coefficients)
         _accumulate(loss / len(micro_batch_loss), parameters)
+    check_finite_losses(torch.cat(observed))
     distributed.average_gradients(parameters)
 
 
@@ -202,9 +221,7 @@ def combine_micro_batches(
     k = len(micro_batch_losses)
     if not rule.needs_gram:
         coefficients = rule.coefficients(np.empty((0, 0)), learning_rate)
-        descend_micro_batches(
-            [functools.partial(_weighted, f, coefficients) for f in micro_batch_losses], parameters
-        )
+        descend_micro_batches(micro_batch_losses, parameters, coefficients)
         return coefficients
     if gram_modules is not None:
         if k != 1 or distributed.processes() > 1:
@@ -214,9 +231,7 @@ def combine_micro_batches(
             )
         losses, gram = autogram(gram_modules, micro_batch_losses[0])
         coefficients = rule_coefficients(gram, rule, learning_rate)
-        descend_micro_batches(
-            [functools.partial(_weighted, lambda: losses, coefficients)], parameters
-        )
+        descend_micro_batches([lambda: losses], parameters, coefficients)
         return coefficients
 
     subset = parameters if gram_parameters is None else gram_parameters
@@ -232,9 +247,7 @@ def combine_micro_batches(
             offset += size
     else:  # a second backward pass; a single micro-batch's graph was kept for it
         recomputed = micro_batch_losses if kept is None else [lambda: kept]
-        descend_micro_batches(
-            [functools.partial(_weighted, f, coefficients) for f in recomputed], parameters
-        )
+        descend_micro_batches(recomputed, parameters, coefficients)
     return coefficients
 
 
@@ -242,21 +255,20 @@ def _accumulated_jacobian(
     micro_batch_losses: Sequence[Callable[[], torch.Tensor]], parameters: Sequence[torch.Tensor]
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The (m, d) Jacobian of the mean of the micro-batches' losses (averaged over the
-    processes), and the losses themselves when there is one micro-batch (else None)."""
+    processes; accumulated in place), and the losses themselves when there is one micro-batch
+    (else None). The losses are checked once, after the last micro-batch."""
     k = len(micro_batch_losses)
-    jacobian = None
+    jacobian, observed = None, []
     for losses_of in micro_batch_losses:
         losses = losses_of()
-        check_finite_losses(losses)
-        part = per_objective_gradients(losses / k, parameters)
-        jacobian = part if jacobian is None else jacobian + part
+        observed.append(losses.detach())
+        jacobian = per_objective_gradients(losses / k, parameters, into=jacobian)
+    check_finite_losses(torch.cat(observed))
     return distributed.average(jacobian), losses if k == 1 else None
 
 
-def _weighted(losses_of: Callable[[], torch.Tensor], coefficients: np.ndarray) -> torch.Tensor:
+def _weighted(losses: torch.Tensor, coefficients: np.ndarray) -> torch.Tensor:
     """sum_i a_i L_i of one micro-batch's losses."""
-    losses = losses_of()
-    check_finite_losses(losses)
     return losses @ torch.as_tensor(coefficients, dtype=losses.dtype, device=losses.device)
 
 
