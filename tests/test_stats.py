@@ -38,7 +38,7 @@ def test_t_interval_by_hand():
 def test_t_interval_of_one_value_has_no_interval_and_equal_values_a_point():
     single = t_interval([0.5, math.nan])
     assert single.mean == 0.5 and single.n == 1 and math.isnan(single.low)
-    assert str(single) == "0.5 (n=1)"
+    assert str(single) == "0.5"
     flat = t_interval([0.3, 0.3, 0.3])
     assert (flat.low, flat.high) == (0.3, 0.3)
     assert str(t_interval([])) == "-"

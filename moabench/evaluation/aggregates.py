@@ -31,7 +31,7 @@ from moabench.evaluation.stats import (
     iqm_interval,
     profile_interval,
 )
-from moabench.evaluation.tables import Standings
+from moabench.evaluation.tables import Standings, TaskTable, sweep_command
 
 PROFILE_POINTS = 101  # thresholds tau, evenly spaced from 0 to the largest score (at least 1)
 
@@ -54,6 +54,22 @@ LEGEND = (
 )
 
 
+def empty_note(aggregate: Aggregate) -> str:
+    """Why an aggregate has no algorithm."""
+    return (
+        "Nothing is pooled yet: an algorithm enters when it has a complete front on each of these "
+        f"{len(aggregate.tables)} tasks, and none has (below: where each misses one). The sweep "
+        "that gives every algorithm here a front on each task:"
+    )
+
+
+def fill_command(aggregate: Aggregate, tables: list[TaskTable]) -> str:
+    """The `moabench sweep` that gives every algorithm left out of `aggregate` a front on each
+    of its tasks, at the seeds its tables' fronts have."""
+    mine = [table for table in tables if table.label in aggregate.tables]
+    return sweep_command(mine, set(aggregate.left_out), aggregate.seeds)
+
+
 @dataclass
 class Aggregate:
     group: str  # paradigm, with the task parameters and device that set it apart
@@ -64,6 +80,7 @@ class Aggregate:
     improvement: dict[tuple[str, str], Interval]  # (X, Y) -> P(X > Y); n: tasks
     taus: np.ndarray  # the thresholds of the profiles
     profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (fraction, low, high)
+    seeds: list[int]  # the seeds of its tables' fronts, complete or not
 
     @property
     def slug(self) -> str:
@@ -107,4 +124,5 @@ def aggregate(group: str, tables: list[str], fronts: pd.DataFrame) -> Aggregate:
     largest = max([1.0, *(float(np.max(s)) for strata in scores.values() for s in strata)])
     taus = np.linspace(0.0, largest, PROFILE_POINTS)
     profiles = {algorithm: profile_interval(scores[algorithm], taus) for algorithm in order}
-    return Aggregate(group, tables, order, left_out, iqms, improvement, taus, profiles)
+    seeds = sorted(int(seed) for seed in fronts["seed"].unique())
+    return Aggregate(group, tables, order, left_out, iqms, improvement, taus, profiles, seeds)

@@ -187,7 +187,15 @@ def algorithm_label(name: str, params: dict[str, Any]) -> str:
 
 def changed_task_params(task: str, params: dict[str, Any]) -> dict[str, Any]:
     """The task parameters that differ from the registered task's defaults."""
-    defaults = _defaults("task", task)
+    return _changed(params, _defaults("task", task))
+
+
+def changed_algorithm_params(name: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The algorithm parameters that differ from the registered algorithm's defaults."""
+    return _changed(params, _defaults("algorithm", name))
+
+
+def _changed(params: dict[str, Any], defaults: dict[str, Any] | None) -> dict[str, Any]:
     return {k: v for k, v in sorted(params.items()) if defaults is None or defaults.get(k) != v}
 
 

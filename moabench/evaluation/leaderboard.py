@@ -11,6 +11,7 @@ bootstrap seed and fixed number formatting, so the same records give byte-identi
 from __future__ import annotations
 
 import difflib
+import json
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,9 @@ def build_leaderboard(
     partitions: int | None = None,
 ) -> LeaderboardResult:
     """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md`, the CSV files
-    beside it, the web page `out_dir/site/index.html` and the plots `out_dir/plots/` (where a
-    PNG that no table or aggregate draws any more is removed). A complete front covers the
+    beside it, the web page `out_dir/site/index.html` and the plots `out_dir/plots/`, listed in
+    `out_dir/.moabench-outputs.json`: a plot of that list that nothing draws any more is removed,
+    and a file moabench did not write is never touched. A complete front covers the
     simplex lattice of `partitions` (default: the standard grid of `moabench sweep`)."""
     records, skipped = read_results(results_dir)
     board = standings(records, reference_front, partitions)
@@ -50,43 +52,73 @@ def build_leaderboard(
     out_dir = Path(out_dir)
     if plots:
         _draw(board, groups, out_dir)
+    figures = _figures(board.tables, groups)
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "LEADERBOARD.md").write_text(render_markdown(board.tables, groups, CSV_FILES))
+    (out_dir / "LEADERBOARD.md").write_text(
+        render_markdown(board.tables, groups, CSV_FILES, figures)
+    )
     write_csvs(board, groups, out_dir)
-    write_site(board.tables, groups, out_dir, CSV_FILES)
+    write_site(board.tables, groups, out_dir, CSV_FILES, figures)
+    drawn = _drawn_plots(board.tables, groups) if plots else None
+    _list_outputs(out_dir, set(GENERATED_FILES), drawn)
     return LeaderboardResult(board.tables, groups, skipped)
+
+
+#: The list, in the output folder, of the files the leaderboard wrote there: the only files it
+#: ever removes (a plot nothing draws any more), so that a user's own files in it are safe.
+MANIFEST = ".moabench-outputs.json"
+
+
+def _list_outputs(out_dir: Path, written: set[str], drawn: set[str] | None) -> None:
+    """Write `MANIFEST`: `written` and the plots `drawn` (None: not drawn this time, the listed
+    ones kept); remove the files the previous list holds and this one does not."""
+    manifest = out_dir / MANIFEST
+    try:
+        listed = {str(name) for name in json.loads(manifest.read_text())}
+    except (OSError, ValueError, TypeError):  # none yet, or damaged: remove nothing
+        listed = set()
+    outputs = written | (drawn if drawn is not None else listed)
+    root = out_dir.resolve()
+    for name in sorted(listed - outputs):
+        stale = out_dir / name
+        if stale.resolve().is_relative_to(root) and stale.is_file():
+            stale.unlink()
+    manifest.write_text(json.dumps(sorted(outputs), indent=1) + "\n")
 
 
 def _draw(board: Standings, groups: list[Aggregate], out_dir: Path) -> None:
     from moabench.evaluation import plots  # matplotlib: only when drawing
 
-    drawn = board.fronts[board.fronts["complete"]]  # partial fronts are not drawn
-    styles = plots.algorithm_styles(drawn["algorithm"].unique().tolist())
-    for table in filter(_has_front_plots, board.tables):
-        fronts = _front_points(board.records, table)
+    styles = plots.algorithm_styles(board.fronts["algorithm"].unique().tolist())
+    figures = _figures(board.tables, groups)
+    for table in board.tables:
         reference = table.reference
         legend = f"reference front ({reference.kind})"
-        plots.plot_overlay(
-            f"{table.label}: every algorithm's median front", table.space,
-            _median_fronts(board.fronts, table, fronts), reference.raw, legend,
-            out_dir / table.overlay, styles,
-        )  # fmt: skip
-        plots.plot_fronts(
-            f"{table.label}: every seed's final points by preference", table.space, fronts,
-            reference.raw, legend, out_dir / table.plot,
-        )  # fmt: skip
+        if table.overlay in figures:
+            points = _front_points(board.records, table, complete=True)
+            plots.plot_overlay(
+                f"{table.label}: every algorithm's median front", table.space,
+                _median_fronts(board.fronts, table, points), reference.raw, legend,
+                out_dir / table.overlay, styles,
+            )  # fmt: skip
+        if table.plot in figures:
+            plots.plot_fronts(
+                f"{table.label}: every seed's final points by preference", table.space,
+                _front_points(board.records, table, complete=True), reference.raw, legend,
+                out_dir / table.plot, _front_points(board.records, table, complete=False),
+            )  # fmt: skip
     for group in groups:
-        if group.algorithms:
+        if f"plots/{group.slug}.png" in figures:
             plots.plot_aggregate(group, out_dir / f"plots/{group.slug}.png", styles)
-    for stale in _plot_files(out_dir) - _drawn_plots(board.tables, groups):
-        (out_dir / stale).unlink()
 
 
-def _front_points(records: pd.DataFrame, table: TaskTable) -> dict[str, tuple]:
-    """Per algorithm of `table`: the raw final points, preferences and seeds of its complete
-    fronts' ok runs."""
+def _front_points(records: pd.DataFrame, table: TaskTable, complete: bool) -> dict[str, tuple]:
+    """Per algorithm of `table`: the raw final points, preferences and seeds of its ok runs on
+    complete fronts (`complete`) or on partial ones."""
     mine = records[
-        (records["table"] == table.label) & records["complete"] & (records["status"] == "ok")
+        (records["table"] == table.label)
+        & (records["complete"] == complete)
+        & (records["status"] == "ok")
     ]
     m = table.space.n_objectives
     return {
@@ -112,21 +144,34 @@ def _median_fronts(fronts: pd.DataFrame, table: TaskTable, points: dict[str, tup
     return medians
 
 
-def _drawn_plots(tables: list[TaskTable], groups: list[Aggregate]) -> set[str]:
-    """The plot files the leaderboard draws: per task table with a ranked row and two or three
-    objectives, its overlay and small multiples; per aggregate with an algorithm, its figure."""
+def _figures(tables: list[TaskTable], groups: list[Aggregate]) -> set[str]:
+    """The figures the leaderboard draws, as their PNG paths: per aggregate with an algorithm,
+    its figure; per task table with two or three objectives, its overlay where an algorithm is
+    ranked and its small multiples where any front has a point (partial fronts marked)."""
     drawn = {f"plots/{group.slug}.png" for group in groups if group.algorithms}
-    for table in filter(_has_front_plots, tables):
-        drawn |= {table.plot, table.overlay}
+    for table in tables:
+        if table.space.n_objectives not in (2, 3):
+            continue
+        if table.ranked:
+            drawn |= {table.plot, table.overlay}
+        elif table.partial:
+            drawn.add(table.plot)
     return drawn
 
 
-def _has_front_plots(table: TaskTable) -> bool:
-    return bool(table.ranked) and table.space.n_objectives in (2, 3)
+def _drawn_plots(tables: list[TaskTable], groups: list[Aggregate]) -> set[str]:
+    """The plot files the leaderboard writes: every figure as PNG and as PDF beside it."""
+    return {
+        name for png in _figures(tables, groups) for name in (png, png.removesuffix(".png") + ".pdf")
+    }
 
 
 def _plot_files(out_dir: Path) -> set[str]:
-    return {f"plots/{path.name}" for path in (Path(out_dir) / "plots").glob("*.png")}
+    return {
+        f"plots/{path.name}"
+        for pattern in ("*.png", "*.pdf")
+        for path in (Path(out_dir) / "plots").glob(pattern)
+    }
 
 
 GENERATED_FILES = ("LEADERBOARD.md", *CSV_FILES, "site/index.html")

@@ -7,20 +7,23 @@
   Which front dominates where can be read off one picture.
 - `plot_fronts`: small multiples, one panel per algorithm on shared axes: every seed's final
   points, coloured by preference, filled where non-dominated within their seed's front and
-  hollow where dominated.
+  hollow where dominated; partial fronts (not ranked) in panels of their own, titled so.
 - `plot_aggregate`: an across-task aggregate: the IQM with its 95% interval, the performance
   profiles with their bands, and the probability-of-improvement matrix.
 
 The axes frame the reference front and the points inside the hypervolume's reference box; a point
 beyond both (which adds no hypervolume) is drawn as a cross at the edge. Each algorithm keeps its
-colour and marker in every figure (`algorithm_styles`). PNGs are written without metadata, so the
-same records give the same bytes on one installation.
+colour and marker in every figure (`algorithm_styles`); fronts with fewer points are drawn on top,
+so a single point is never hidden under a longer front. Every figure is written twice, for print:
+a PNG at `DPI` and a PDF (vector) beside it, both without metadata, so the same records give the
+same bytes on one installation.
 """
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -43,8 +46,25 @@ MedianFront = tuple[np.ndarray, int, int]
 Style = tuple[str, str]  # (colour, marker)
 
 MARKERS = "osD^v<>pP*"
-REFERENCE_COLOUR = "0.6"
-DPI = 80
+REFERENCE_COLOUR = "0.55"
+DPI = 300  # print resolution
+#: font sizes in points, readable at the figures' print size (7 inches wide at most)
+FONTS = {
+    "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9, "xtick.labelsize": 8,
+    "ytick.labelsize": 8, "legend.fontsize": 8, "legend.title_fontsize": 8,
+    "figure.titlesize": 10, "pdf.fonttype": 42,
+}  # fmt: skip
+
+
+def _print_style(draw: Callable[..., Path]) -> Callable[..., Path]:
+    """Draw under `FONTS` (matplotlib's global settings untouched)."""
+
+    @functools.wraps(draw)
+    def styled(*args, **kwargs) -> Path:
+        with matplotlib.rc_context(FONTS):
+            return draw(*args, **kwargs)
+
+    return styled
 
 
 def algorithm_styles(labels: Sequence[str]) -> dict[str, Style]:
@@ -56,6 +76,7 @@ def algorithm_styles(labels: Sequence[str]) -> dict[str, Style]:
     }
 
 
+@_print_style
 def plot_overlay(
     title: str,
     space: ObjectiveSpace,
@@ -67,34 +88,38 @@ def plot_overlay(
 ) -> Path:
     """Every algorithm's median front on one set of axes, over the reference front."""
     m = _check_objectives(space)
-    figure = plt.figure(figsize=(9.5, 5.8), layout="constrained")
+    figure = plt.figure(figsize=(7, 4.6), layout="constrained")
     axes = _new_axes(figure, space, 1, 1, 1)
-    axes.set_title(title, fontsize=11)
+    axes.set_title(title)
     handles = _draw_reference(axes, space, reference, reference_label)
     points = {name: _front(space, front[0]) for name, front in fronts.items()}
     limits = _limits(space, reference, list(points.values()))
-    for name in sorted(points):
+    for layer, name in enumerate(_drawing_order(points)):
         colour, marker = styles[name]
         if m == 2 and len(points[name]):
             staircase = np.clip(points[name], *np.asarray(limits).T)
-            axes.step(*staircase.T, where="post", color=colour, linewidth=1.2, alpha=0.8)
-        _scatter(axes, space, points[name], limits, colour, marker, filled=False, size=44)
+            axes.step(*staircase.T, where="post", color=colour, linewidth=1.2, alpha=0.7,
+                      zorder=2 + layer)  # fmt: skip
+        size = 60 if len(points[name]) <= 2 else 36  # a lone point stands out
+        _scatter(axes, space, points[name], limits, colour, marker, False, size, 2.5 + layer)
+    for name in sorted(points):
+        colour, marker = styles[name]
         _, seed, seeds = fronts[name]
         handles.append(
             Line2D([], [], color=colour, marker=marker, markerfacecolor="none",
-                   linestyle="-" if m == 2 else "", label=f"{name} (seed {seed}, median of {seeds})")
+                   linestyle="-" if m == 2 else "", label=f"{name} (seed {seed} of {seeds})")
         )  # fmt: skip
     handles.append(_beyond_handle())
     _set_limits(axes, limits)
     _label_axes(axes, space)
-    what = "its non-dominated points" + ("\nand the staircase they dominate" if m == 2 else "")
     figure.legend(
-        handles=handles, loc="outside right upper", fontsize=8, title_fontsize=8, alignment="left",
-        title=f"each algorithm: the front of its\nmedian seed by hypervolume,\n{what}",
+        handles=handles, loc="outside lower center", ncols=3, alignment="left",
+        title="each algorithm's median seed by hypervolume: its non-dominated points",
     )  # fmt: skip
     return _save(figure, path)
 
 
+@_print_style
 def plot_fronts(
     title: str,
     space: ObjectiveSpace,
@@ -102,23 +127,29 @@ def plot_fronts(
     reference: np.ndarray | None,
     reference_label: str,
     path: Path,
+    partial: Mapping[str, FrontPoints] | None = None,
 ) -> Path:
     """One panel per algorithm, all on the same axes: every seed's final points coloured by
-    preference, filled where non-dominated within their seed's front, hollow where dominated."""
+    preference, filled where non-dominated within their seed's front, hollow where dominated;
+    then one panel per algorithm with `partial` fronts, titled "partial, not ranked"."""
     m = _check_objectives(space)
-    names = sorted(fronts)
-    columns = min(4, max(1, len(names)))
-    rows = max(1, math.ceil(len(names) / columns))
-    figure = plt.figure(figsize=(3.3 * columns + 1.8, 3.0 * rows + 1.1), layout="constrained")
-    figure.suptitle(title, fontsize=11)
-    limits = _limits(space, reference, [np.asarray(fronts[n][0]) for n in names])
+    panels = [(name, fronts[name], name) for name in sorted(fronts)] + [
+        (name, points, f"{name}: partial, not ranked") for name, points in sorted((partial or {}).items())
+    ]
+    names = [title_ for _, _, title_ in panels]
+    columns = min(4, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / columns))
+    width = max(6.2, 1.75 * columns + 1.0)  # room for the title and the legend
+    figure = plt.figure(figsize=(width, 1.75 * rows + 1.3), layout="constrained")
+    figure.suptitle(title)
+    limits = _limits(space, reference, [np.asarray(points[0]) for _, points, _ in panels])
     handles: list[Line2D] = []
-    for index, name in enumerate(names or [""]):
+    for index, (_, points, heading) in enumerate(panels or [("", None, "")]):
         axes = _new_axes(figure, space, rows, columns, index + 1)
         handles = _draw_reference(axes, space, reference, reference_label)
-        if name:
-            _scatter_seeds(axes, space, *fronts[name], limits)
-            axes.set_title(name, fontsize=9)
+        if points is not None:
+            _scatter_seeds(axes, space, *points, limits)
+            axes.set_title(heading, color="0.35" if heading != panels[index][0] else "black")
         _set_limits(axes, limits)
         row, column = divmod(index, columns)
         bottom = row == rows - 1 or index + columns >= len(names)
@@ -139,22 +170,22 @@ def plot_fronts(
         handles.append(
             Line2D([], [], color="none", label="colour: preference (w1, w2, w3) as (R, G, B)")
         )
-    figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize=8)
+    figure.legend(handles=handles, loc="outside lower center", ncols=2)
     return _save(figure, path)
 
 
+@_print_style
 def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]) -> Path:
     """The IQM of every algorithm with its interval, the performance profiles with their bands,
     and the matrix of P(row > column)."""
     names = aggregate.algorithms
     k = max(1, len(names))
     figure, (left, middle, right) = plt.subplots(
-        1, 3, figsize=(17, 0.42 * k + 3.4), layout="constrained", width_ratios=[1, 1.25, 1.1]
+        1, 3, figsize=(10, 0.25 * k + 2.6), layout="constrained", width_ratios=[1, 1.25, 1.1]
     )
     figure.suptitle(
         f"Across tasks, {aggregate.group}: {len(aggregate.tables)} tasks "
-        f"({', '.join(aggregate.tables)})",
-        fontsize=11,
+        f"({', '.join(aggregate.tables)})"
     )
     for position, name in enumerate(names):
         interval, (colour, marker) = aggregate.iqm[name], styles[name]
@@ -162,10 +193,10 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
         if not math.isnan(interval.low):
             left.plot([interval.low, interval.high], [y, y], color=colour, linewidth=6, alpha=0.45)
         left.plot([interval.mean], [y], color=colour, marker=marker, markersize=7)
-    left.set_yticks(range(k), list(reversed(names)) or [""], fontsize=8)
+    left.set_yticks(range(k), list(reversed(names)) or [""])
     left.set_ylim(-0.7, k - 0.3)
-    left.set_xlabel("IQM of HV / reference HV (bar: 95% stratified bootstrap CI)", fontsize=8)
-    left.set_title("interquartile mean", fontsize=10)
+    left.set_xlabel("IQM of HV / reference HV\n(bar: 95% stratified bootstrap CI)")
+    left.set_title("interquartile mean")
     left.grid(axis="x", alpha=0.3)
 
     for name in names:
@@ -175,13 +206,13 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
         middle.fill_between(
             aggregate.taus, low, high, step="post", color=colour, alpha=0.12, linewidth=0
         )
-    middle.set_xlabel("τ: HV / reference HV", fontsize=8)
-    middle.set_ylabel("fraction of runs with a score above τ", fontsize=8)
-    middle.set_title("performance profiles (band: 95% CI)", fontsize=10)
+    middle.set_xlabel("τ: HV / reference HV")
+    middle.set_ylabel("fraction of runs above τ")
+    middle.set_title("performance profiles (band: 95% CI)")
     middle.set_ylim(-0.02, 1.02)
     middle.grid(alpha=0.3)
     if names:
-        middle.legend(fontsize=7, loc="lower left")
+        middle.legend(loc="lower left", fontsize=7)
 
     matrix = np.full((k, k), np.nan)
     for i, x in enumerate(names):
@@ -192,11 +223,11 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
     for i in range(len(names)):
         for j in range(len(names)):
             if i != j:
-                right.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                right.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
                            color="white" if abs(matrix[i, j] - 0.5) > 0.35 else "black")  # fmt: skip
-    right.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
-    right.set_yticks(range(len(names)), names, fontsize=8)
-    right.set_title("probability of improvement P(row > column)", fontsize=10)
+    right.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    right.set_yticks(range(len(names)), names)
+    right.set_title("P(row > column)")
     return _save(figure, path)
 
 
@@ -253,20 +284,28 @@ def _draw_reference(axes, space, reference: np.ndarray | None, label: str) -> li
     if reference is None or len(reference) == 0:
         return []
     extra = {"depthshade": False} if space.n_objectives == 3 else {"zorder": 1}
-    axes.scatter(*np.asarray(reference).T, s=3, color=REFERENCE_COLOUR, linewidths=0, **extra)
+    axes.scatter(*np.asarray(reference).T, s=5, color=REFERENCE_COLOUR, linewidths=0, **extra)
     return [
         Line2D([], [], color=REFERENCE_COLOUR, marker="o", markersize=4, linestyle="", label=label)
     ]
 
 
+def _drawing_order(points: Mapping[str, np.ndarray]) -> list[str]:
+    """Names by decreasing number of points (then name): drawn in this order, the fronts with
+    fewest points end on top."""
+    return sorted(points, key=lambda name: (-len(points[name]), name))
+
+
 def _beyond_handle() -> Line2D:
     return Line2D(
         [], [], color="0.2", marker="x", linestyle="",
-        label="beyond the HV reference point: drawn at the edge",
+        label="beyond the HV reference point (at the edge)",
     )  # fmt: skip
 
 
-def _scatter(axes, space, points, limits, colours, marker: str, filled: bool, size: float) -> None:
+def _scatter(
+    axes, space, points, limits, colours, marker: str, filled: bool, size: float, zorder=3.0
+) -> None:
     """`points` inside `limits` with `marker`; those beyond as crosses on the edge."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, space.n_objectives)
     if len(points) == 0:
@@ -275,7 +314,7 @@ def _scatter(axes, space, points, limits, colours, marker: str, filled: bool, si
     beyond = np.any((points < low) | (points > high), axis=1)
     colours = matplotlib.colors.to_rgba_array(colours)
     colours = np.broadcast_to(colours, (len(points), 4)) if len(colours) == 1 else colours
-    extra = {"depthshade": False} if space.n_objectives == 3 else {"zorder": 3}
+    extra = {"depthshade": False} if space.n_objectives == 3 else {"zorder": zorder}
     for mask, symbol in ((~beyond, marker), (beyond, "x")):
         if not mask.any():
             continue
@@ -303,7 +342,7 @@ def _scatter_seeds(
         front[mine] = nondominated_mask(space.normalize(points[mine]))
     for mask, filled in ((front, True), (~front, False)):
         if mask.any():
-            _scatter(axes, space, points[mask], limits, colours[mask], "o", filled, size=20)
+            _scatter(axes, space, points[mask], limits, colours[mask], "o", filled, size=14)
 
 
 def _axis_labels(space: ObjectiveSpace) -> list[str]:
@@ -312,18 +351,20 @@ def _axis_labels(space: ObjectiveSpace) -> list[str]:
 
 def _label_axes(axes, space: ObjectiveSpace, x: bool = True, y: bool = True) -> None:
     labels = _axis_labels(space)
-    axes.set_xlabel(labels[0] if x else "", fontsize=8)
-    axes.set_ylabel(labels[1] if y else "", fontsize=8)
+    axes.set_xlabel(labels[0] if x else "")
+    axes.set_ylabel(labels[1] if y else "")
     if space.n_objectives == 3:
-        axes.set_zlabel(labels[2], fontsize=8)
-    axes.tick_params(labelsize=7)
-    axes.xaxis.set_major_locator(MaxNLocator(5))  # tick labels that do not touch
-    axes.yaxis.set_major_locator(MaxNLocator(5))
+        axes.set_zlabel(labels[2])
+    axes.xaxis.set_major_locator(MaxNLocator(4))  # tick labels that do not touch
+    axes.yaxis.set_major_locator(MaxNLocator(4))
 
 
 def _save(figure, path: Path) -> Path:
+    """Write `path` (PNG at `DPI`) and the same figure as PDF beside it; return `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=DPI, metadata={"Software": None})
+    figure.savefig(path.with_suffix(".pdf"), metadata={"Creator": None, "Producer": None,
+                                                       "CreationDate": None})  # fmt: skip
     plt.close(figure)
     return path

@@ -59,13 +59,13 @@ class Interval:
     n: int
 
     def __format__(self, spec: str) -> str:
-        """ "mean [low, high]" with `spec` for each number (default ".4g"), "mean (n=1)" without
-        an interval, "-" without an estimate."""
+        """ "mean [low, high]" with `spec` for each number (default ".4g"), the mean alone
+        without an interval (one value), "-" without an estimate."""
         spec = spec or ".4g"
         if math.isnan(self.mean):
             return "-"
         if math.isnan(self.low):
-            return f"{self.mean:{spec}} (n={self.n})"
+            return f"{self.mean:{spec}}"
         return f"{self.mean:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
 
     def __str__(self) -> str:

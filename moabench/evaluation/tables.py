@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,7 @@ from moabench.core.task import ObjectiveSpace
 from moabench.evaluation.frame import (
     Reference,
     ReferenceFront,
+    changed_algorithm_params,
     changed_task_params,
     default_reference_front,
     front_frame,
@@ -109,7 +111,7 @@ LEGEND = (
     "preferences they miss, and never ranked; a row's seeds are its complete fronts.",
     "HV: hypervolume of a front in the normalised minimisation space (ideal 0, nadir 1, "
     "reference point 1.1 per objective). Cells are mean over seeds [95% Student t interval: "
-    "mean ± t(0.975, n-1) s/√n], (n=1) for a single seed. Rows are ordered by mean HV.",
+    "mean ± t(0.975, n-1) s/√n], the mean alone for a single seed. Rows are ordered by mean HV.",
     "vs leader: each algorithm against the leader (highest mean HV) on the seeds both have "
     "complete, paired by seed, since seeds share starting points and reference policies: the "
     "mean HV difference with its 95% paired t interval, and the two-sided paired t-test's "
@@ -197,6 +199,80 @@ def standings(
         for label, group in groups.items()
     ]
     return Standings(marked, per_front, tables)
+
+
+def reference_text(reference: Reference) -> str:
+    """The sentence that states a table's reference front and its HV."""
+    if not len(reference.points):
+        return (
+            "Reference front: none yet (it is the union of every algorithm's complete fronts, "
+            "and no front is complete), so no HV / reference HV."
+        )
+    return f"Reference front: {reference.description}; its HV is {reference.hypervolume:.4g}."
+
+
+def table_notes(table: TaskTable) -> list[str]:
+    """Sentences that explain a table that is empty or thin, and what to run to fill it."""
+    notes = []
+    if not table.ranked:
+        notes.append(
+            "Nothing is ranked yet: no front is complete (a record at every one of the "
+            f"{table.grid} preferences for one seed)."
+        )
+    elif all(row.seeds == 1 for row in table.ranked):
+        notes.append(
+            "One complete front per algorithm: cells show the mean alone, with no interval and "
+            "no test (sweep more seeds, such as --seeds 0,1,2, for them)."
+        )
+    if table.partial:
+        notes.append("The sweep that completes the partial fronts:")
+    return notes
+
+
+def weights_text(preference: Sequence[float]) -> str:
+    """A preference as short numbers: "0.333, 0.667"."""
+    return ", ".join(f"{w:.3g}" for w in preference)
+
+
+def completion_command(table: TaskTable) -> str | None:
+    """The `moabench sweep` that completes the table's partial fronts (their algorithms, seeds
+    and parameters over the whole preference grid), or None when it has none."""
+    if not table.partial:
+        return None
+    labels = {f.algorithm for f in table.partial}
+    return sweep_command([table], labels, sorted({f.seed for f in table.partial}))
+
+
+def sweep_command(tables: Sequence[TaskTable], labels: set[str], seeds: Sequence[int]) -> str:
+    """The `moabench sweep` of the algorithms `labels` (with their parameters) on the tasks of
+    `tables` (with theirs) at `seeds` (the standard seeds when empty)."""
+    configs = {row.algorithm: row.config for table in tables for row in table.rows}
+    names = sorted({configs[label]["algorithm"] for label in labels})
+    params = {
+        key: value
+        for label in labels
+        for key, value in changed_algorithm_params(
+            configs[label]["algorithm"],
+            {k: v for k, v in configs[label].items() if k != "algorithm"},
+        ).items()
+    }
+    task_params = {
+        key: value
+        for table in tables
+        for key, value in changed_task_params(table.task, table.task_params).items()
+    }
+    tasks = list(dict.fromkeys(table.task for table in tables))
+    words = [
+        "moabench sweep", f"--algo {','.join(names)}", f"--task {','.join(tasks)}",
+        *([f"--seeds {','.join(map(str, seeds))}"] if seeds else []),
+        *(f"--param {k}={_shell_value(v)}" for k, v in sorted(params.items())),
+        *(f"--task-param {k}={_shell_value(v)}" for k, v in sorted(task_params.items())),
+    ]  # fmt: skip
+    return " ".join(words)
+
+
+def _shell_value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
 def task_table(records: pd.DataFrame, fronts: pd.DataFrame, reference: Reference) -> TaskTable:
