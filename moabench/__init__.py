@@ -9,14 +9,26 @@ from moabench.core.algorithm import (
     GramRule,
     Paradigm,
     PreferenceLoss,
+    SteerableMethod,
     make_algorithm,
     register_algorithm,
 )
-from moabench.core.gradients import combine, gram_matrix, per_objective_gradients
 from moabench.core.preferences import simplex_lattice, validate_preference
 from moabench.core.task import ObjectiveSpace, RunOutput, Task, make_task, register_task
 
 __version__ = "0.1.0"
+
+#: Imported on first use (PEP 562): they import torch, which `import moabench` (and so `moabench
+#: --help` and `moabench list`) does not.
+_GRADIENT_FUNCTIONS = ("combine", "gram_matrix", "per_objective_gradients")
+
+
+def __getattr__(name: str) -> object:
+    if name in _GRADIENT_FUNCTIONS:
+        from moabench.core import gradients
+
+        return getattr(gradients, name)
+    raise AttributeError(f"module 'moabench' has no attribute {name!r}")
 
 __all__ = [
     "Algorithm",
@@ -25,6 +37,7 @@ __all__ = [
     "Paradigm",
     "PreferenceLoss",
     "RunOutput",
+    "SteerableMethod",
     "Task",
     "combine",
     "gram_matrix",

@@ -4,10 +4,13 @@ from moabench.algorithms import (  # noqa: F401  (imported for their registratio
     cagrad,
     dynamic_weighting,
     gapo,
+    gdpo,
     ls,
     mgda,
+    mod,
     modpo,
     pama,
     raco,
+    rewarded_soups,
     upgrad,
 )

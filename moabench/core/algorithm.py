@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from moabench.core.errors import validate_params
+from moabench.core.errors import ConfigError, validate_params
 from moabench.core.preferences import validate_preference
 from moabench.core.registry import Registrable, Registry
 
@@ -46,6 +46,8 @@ class Algorithm(Registrable):
     #: Online training: the trainer computes the per-objective gradients' Gram matrix once per
     #: step, before the update, and hands it to `observe_gram` (dynamic reward weighting).
     observes_gradients: bool = False
+    #: Online training: the advantage estimator the algorithm is defined on (None: any).
+    advantage_estimator: ClassVar[str | None] = None
 
     def __init__(self, preference: Any, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"algorithm {self.name!r}")
@@ -58,6 +60,16 @@ class Algorithm(Registrable):
     @classmethod
     def check_paradigm(cls, params: BaseModel, paradigm: Paradigm) -> None:
         """Raise `ConfigError` when a parameter value has no effect in `paradigm` training."""
+
+    @classmethod
+    def check_task_params(cls, task_params: BaseModel) -> None:
+        """Raise `ConfigError` when the task's parameters contradict the algorithm's definition."""
+        used = getattr(task_params, "advantage", None)
+        if cls.advantage_estimator is not None and used not in (None, cls.advantage_estimator):
+            raise ConfigError(
+                f"algorithm {cls.name!r} is defined on {cls.advantage_estimator} advantages, not "
+                f"{used}: leave the task parameter advantage at {cls.advantage_estimator!r}"
+            )
 
     def weight_trajectory_point(self) -> list[float] | None:
         """The algorithm's current internal weights, for those whose weights move; else None."""
@@ -79,6 +91,12 @@ class Algorithm(Registrable):
     def step_size_multiplier(self) -> float:
         """Online training: a factor on the next step's learning rate (1 unless overridden)."""
         return 1.0
+
+    def rollout_advantage(self, advantages):  # noqa: ANN001, ANN201 - torch tensors
+        """Online training: the whole rollout's (m, N) per-objective advantages, gathered over
+        the processes and before any micro-batch split -> one (1, N) advantage, for rules whose
+        statistics are the rollout's (GDPO); else None."""
+        return None
 
 
 class GramRule(Algorithm):
@@ -122,6 +140,47 @@ class AdvantageRule(Algorithm):
 
     def combine_advantages(self, advantages, ratios, mask):  # noqa: ANN001, ANN201 - tensors
         raise NotImplementedError
+
+
+class SteerableMethod(Algorithm):
+    """An algorithm that trains once and answers any preference.
+
+    A per-preference algorithm trains one policy for each preference point of a front. A steerable
+    method's policy for w comes from one *shared training* that does not depend on w: here the m
+    **experts**, runs of `expert_algorithm` at the simplex vertices e_1..e_m (same task, paradigm,
+    seed and task parameters), combined for w by `combine` applied to what `combines` names:
+    their parameters (Rewarded Soups) or their per-token log-probabilities (MOD). The runner
+    (`moabench.runs.runner`) trains or reuses the experts and hands them to the task's `steer`; a
+    record per preference points to the experts and carries their cost.
+    """
+
+    paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.PREFERENCE, Paradigm.ONLINE})
+    #: the per-preference algorithm whose runs at the simplex vertices are the experts
+    expert_algorithm: ClassVar[str] = "ls"
+    #: "parameters": theta_w = sum_i w_i theta_i; "log_probs": decode from sum_i w_i log pi_i
+    combines: ClassVar[str]
+
+    @classmethod
+    def check_task_params(cls, task_params: BaseModel) -> None:
+        super().check_task_params(task_params)
+        scale = getattr(task_params, "scale", "tiny")
+        if scale != "tiny":
+            raise ConfigError(
+                f"algorithm {cls.name!r} runs at the tiny scale only so far (its experts' "
+                f"combination at scale {scale!r}, with LoRA adapters, is not implemented yet)"
+            )
+
+    def combine(self, values):  # noqa: ANN001, ANN201 - torch tensors
+        """sum_i w_i values[i], for m tensors of one shape (the experts' parameters or log-probs)."""
+        total = float(self.preference[0]) * values[0]
+        for weight, value in zip(self.preference[1:], values[1:]):
+            total = total + float(weight) * value
+        return total
+
+
+def simplex_vertices(m: int) -> list[list[float]]:
+    """The preferences e_1..e_m, where the experts of a `SteerableMethod` are trained."""
+    return [[1.0 if j == i else 0.0 for j in range(m)] for i in range(m)]
 
 
 algorithms: Registry[Algorithm] = Registry(

@@ -9,12 +9,13 @@ objective vector and a trajectory.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from moabench.core.algorithm import Algorithm, Paradigm
+from moabench.core.algorithm import Algorithm, Paradigm, SteerableMethod
 from moabench.core.errors import validate_params
 from moabench.core.registry import Registrable, Registry
 
@@ -81,6 +82,8 @@ class RunOutput:
     gradient_evaluations: int = 0
     #: lm-eval scores of the trained policy ("<task>/<metric>"), where capability tasks were asked
     capabilities: dict[str, float] = field(default_factory=dict)
+    #: The trained policy, for the steerable methods that reuse it as an expert (never recorded).
+    policy: Any = None
 
 
 class DivergedError(RuntimeError):
@@ -126,6 +129,20 @@ class Task(Registrable):
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
         raise NotImplementedError
+
+    # --- steerable methods (`SteerableMethod`): tasks whose trained policies can be kept --------
+    def save_policy(self, policy: Any, path: Path) -> None:
+        """Write a trained policy (`RunOutput.policy`) into the folder `path`."""
+        raise NotImplementedError(f"task {self.name!r} does not keep trained policies")
+
+    def load_policy(self, path: Path) -> Any:
+        """The policy that `save_policy` wrote into `path`."""
+        raise NotImplementedError(f"task {self.name!r} does not keep trained policies")
+
+    def steer(self, method: SteerableMethod, experts: list[Any]) -> RunOutput:
+        """Evaluate the policy that `method` makes for its preference from the trained `experts`
+        (one per objective, in order); the output's cost is the steering's alone."""
+        raise NotImplementedError(f"task {self.name!r} does not support steerable methods")
 
     @classmethod
     def migrated_params(cls, params: dict[str, Any]) -> dict[str, Any]:

@@ -28,7 +28,9 @@ seed of a one-process run on process 0 of one). The rewards (and KL penalties) o
 are gathered, so advantages, scalarised rewards and `observe_rewards` are the global batch's; each
 loss's token mean divides by the global batch's response tokens per process (`Rollout.tokens`),
 so the processes' mean loss is the global batch's, and the gradients are averaged over the
-processes (`moabench.core.gradients`).
+processes (`moabench.core.gradients`). Sampling and scoring each end in `distributed.failing_together`:
+a process whose sampling or scoring fails stops every process with its error (the record of
+process 0 then says why), none waits in a collective for it.
 
 Micro-batches (`micro_batch_size` responses, dividing each process's share): the rollout's
 log-probabilities and every update are computed a micro-batch at a time, each cut to its longest
@@ -57,6 +59,7 @@ from moabench.language.lm import Batch, last_block_parameters, select_rows, toke
 from moabench.language.params import LanguageParams
 from moabench.language.training import (
     EVALUATIONS_ALONG_TRAINING,
+    record_evaluation,
     gram_modules,
     make_optimizer,
     micro_batch_rows,
@@ -225,8 +228,7 @@ def train_online(
 
     for step in range(params.steps):
         if step % evaluate_every == 0:
-            output.trajectory.append(problem.evaluate())
-            output.trajectory_steps.append(step)
+            record_evaluation(output, step, params.steps, problem.evaluate())
             policy.eval()
             weights = algorithm.weight_trajectory_point()
             if weights is not None:
@@ -236,9 +238,12 @@ def train_online(
             for _ in range(params.group_size)
         ][rows]  # fmt: skip
         sample_seed = (seed * 1_000_003 + step) * distributed.processes() + distributed.rank()
-        responses = problem.sample(prompts, sample_seed)
+        with distributed.failing_together():  # a process that fails here stops them all
+            responses = problem.sample(prompts, sample_seed)
+        with distributed.failing_together():
+            own_rewards = problem.rewards(prompts, responses)
         # the global batch's rewards, in the order of its prompts
-        rewards = distributed.gather_rows(problem.rewards(prompts, responses), problem.device)
+        rewards = distributed.gather_rows(own_rewards, problem.device)
         algorithm.observe_rewards(rewards.mean(axis=0))  # the policy after the previous update
         batch = problem.batch(prompts, responses)
         mask = batch.response_mask[:, 1:].float()
@@ -266,8 +271,7 @@ def train_online(
     output.objectives = problem.evaluate()
     if problem.capabilities is not None:
         output.capabilities = problem.capabilities(policy)
-    output.trajectory.append(output.objectives)
-    output.trajectory_steps.append(params.steps)
+    record_evaluation(output, params.steps, params.steps, output.objectives)
     weights = algorithm.weight_trajectory_point()
     if weights is not None:
         output.weight_trajectory.append(weights)
@@ -306,9 +310,11 @@ def _online_step(
         evaluations += m
     scalarised = algorithm.online_reward(rewards)
     combined_rewards = scalarised if scalarised is not None else rewards
-    micro_batches = split_rollout(
-        rollout, group_advantages(combined_rewards, params, device)[:, rows], parts
-    )
+    advantage = group_advantages(combined_rewards, params, device)
+    whole_rollout = algorithm.rollout_advantage(advantage)
+    if whole_rollout is not None:
+        advantage = whole_rollout
+    micro_batches = split_rollout(rollout, advantage[:, rows], parts)
     for _ in range(params.ppo_epochs):
         if isinstance(algorithm, GramRule) and scalarised is None:
             combine_micro_batches(

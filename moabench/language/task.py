@@ -16,11 +16,13 @@ A task author writes the objectives and the hooks; the scales and the trainers d
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+from pydantic.fields import FieldInfo
 
-from moabench.core.algorithm import Algorithm, Paradigm
+from moabench.core.algorithm import Algorithm, Paradigm, SteerableMethod
 from moabench.core.errors import ConfigError, validate_params
 from moabench.core.task import ObjectiveSpace, RunOutput, Task
 from moabench.language.params import (
@@ -75,13 +77,12 @@ class LanguageTask(Task):
         self._skipped_rows: dict[str, dict[str, int]] = {}
 
     @classmethod
-    def hyperparameters(cls) -> dict[str, Any]:
-        """Every language parameter and its default, whichever scale and paradigm it applies to."""
-        fields = {
+    def parameters(cls) -> dict[str, FieldInfo]:
+        """Every language parameter, whichever scale and paradigm it applies to."""
+        return {
             **cls.Params.model_fields,
             **{n: f for group in ALL_GROUPS for n, f in group.model_fields.items()},
         }
-        return {name: f.get_default(call_default_factory=True) for name, f in fields.items()}
 
     @classmethod
     def migrated_params(cls, params: dict[str, Any]) -> dict[str, Any]:
@@ -157,10 +158,27 @@ class LanguageTask(Task):
                 if tiny_scale
                 else hub.online_problem(self.hub_pieces(), params, self.tiny_space.names, self.name)
             )
-            return train_online(problem, algorithm, seed, params, m)
-        problem = (
-            tiny.preference_problem(self)
-            if tiny_scale
-            else hub.preference_problem(self.hub_pieces(), params, self.name)
-        )
-        return train_preference(problem, algorithm, seed, params, m)
+            output = train_online(problem, algorithm, seed, params, m)
+        else:
+            problem = (
+                tiny.preference_problem(self)
+                if tiny_scale
+                else hub.preference_problem(self.hub_pieces(), params, self.name)
+            )
+            output = train_preference(problem, algorithm, seed, params, m)
+        output.policy = problem.policy
+        return output
+
+    # --- steerable methods: the tiny scale's policies are kept with `save_pretrained` -----------
+    def save_policy(self, policy: Any, path: Path) -> None:
+        policy.save_pretrained(path)
+
+    def load_policy(self, path: Path) -> Any:
+        from moabench.language.tiny import load_model
+
+        return load_model(path)
+
+    def steer(self, method: SteerableMethod, experts: list[Any]) -> RunOutput:
+        from moabench.language.steering import steer
+
+        return steer(self, method, experts)

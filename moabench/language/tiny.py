@@ -30,6 +30,7 @@ import torch
 
 from moabench.core.determinism import one_torch_thread
 from moabench.core.distributed import main_process_first
+from moabench.core.progress import announce
 from moabench.core.task import ObjectiveSpace
 from moabench.language.lm import (
     diverged_sampling,
@@ -113,7 +114,11 @@ def generate_responses(
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
-    new_tokens = output[:, encoded["input_ids"].shape[1] :]
+    return responses_from_ids(tokenizer, output[:, encoded["input_ids"].shape[1] :])
+
+
+def responses_from_ids(tokenizer: PreTrainedTokenizerFast, new_tokens: torch.Tensor) -> list[str]:
+    """The text of each row of sampled token ids, up to its first <eos>."""
     responses = []
     for row in new_tokens.tolist():
         if tokenizer.eos_token_id in row:
@@ -130,17 +135,62 @@ def reference_policy(
     demonstrations: Callable[[np.random.Generator, int], tuple[list[str], list[str]]],
 ) -> PreTrainedModel:
     """The supervised fine-tune of a fresh tiny model on `demonstrations(generator, n)` (prompts,
-    responses), cached under `cache_dir()/references/<name>-<hash of vocabulary and config>`."""
-    from transformers import AutoModelForCausalLM
-
+    responses), cached under `cache_dir()/references/<name>-<hash of vocabulary and config>`
+    with the checksums of its files: a cache that does not match them (a truncated or damaged
+    file, an interrupted copy) is discarded and trained again."""
     key = hashlib.sha256(
         json.dumps([name, tokenizer.get_vocab(), asdict(config)], sort_keys=True).encode()
     ).hexdigest()[:16]
     path = cache_dir() / "references" / f"{name}-{key}"
     with main_process_first():  # data parallelism: process 0 trains and saves, the others load
-        if not (path / "config.json").exists():
+        if not _intact(path):
+            _discard(path)
+            announce(
+                f"building the {name} task's tiny reference policy ({config.sft_steps} supervised "
+                f"steps, once; cached in {path})"
+            )
             with one_torch_thread():  # the same weights whoever trains it first (test, run, worker)
                 _train_reference(path, tokenizer, config, demonstrations)
+    return load_model(path)
+
+
+#: The file of a cached reference that holds the sha256 of its other files.
+CHECKSUMS = "moabench-sha256.json"
+
+
+def _checksums(folder: Path) -> dict[str, str]:
+    """The sha256 of every file of a saved model, by name (`CHECKSUMS` aside)."""
+    return {
+        file.name: hashlib.sha256(file.read_bytes()).hexdigest()
+        for file in sorted(folder.iterdir())
+        if file.is_file() and file.name != CHECKSUMS
+    }
+
+
+def _intact(path: Path) -> bool:
+    """Whether the cached model at `path` is there, with the files it was saved with."""
+    try:
+        return json.loads((path / CHECKSUMS).read_text()) == _checksums(path)
+    except (OSError, ValueError):
+        return False
+
+
+def _discard(path: Path) -> None:
+    """Remove a damaged cache, moving it aside first (a concurrent worker sees all or none)."""
+    if not path.exists():
+        return
+    trash = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.damaged."))
+    try:
+        os.replace(path, trash / path.name)
+    except OSError:  # another worker moved it first
+        pass
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def load_model(path: Path) -> PreTrainedModel:
+    """A tiny policy saved with `save_pretrained`, in evaluation mode."""
+    from transformers import AutoModelForCausalLM
+
     model = AutoModelForCausalLM.from_pretrained(path)
     model.eval()
     return model
@@ -162,6 +212,7 @@ def _train_reference(path: Path, tokenizer, config: TinyModelConfig, demonstrati
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
     model.save_pretrained(scratch)
+    (scratch / CHECKSUMS).write_text(json.dumps(_checksums(scratch), indent=1, sort_keys=True))
     try:
         os.replace(scratch, path)  # atomic: concurrent workers never see a half-written model
     except OSError:  # another worker finished first

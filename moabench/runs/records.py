@@ -1,7 +1,10 @@
 """Run configs and run records: one JSON file per run, keyed by the hash of its full config.
 
 Records are written atomically (temporary file + `os.replace`), so a killed sweep leaves either a
-whole record or none, and re-running a sweep skips the keys already on disk.
+whole record or none, and re-running a sweep skips the keys already on disk. A sweep replaces only
+a file that holds no record at all (empty, truncated, not a JSON object); a record it cannot read
+(a newer `schema_version`, unknown fields, invalid values) is kept and its run skipped, since it
+may be another version's result.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from moabench.core.distributed import processes
 from moabench.core.errors import describe_validation_error
 
 SCHEMA_VERSION = 1
+#: Seeds are 0 <= seed < SEED_LIMIT (numpy's legacy seeding takes 32 bits).
+SEED_LIMIT = 2**32
 RECORDED_PACKAGES = (
     "moabench", "torch", "numpy", "scipy", "pymoo", "moocore", "quadprog", "torchjd", "pydantic",
     "transformers", "tokenizers", "trl", "peft", "datasets", "accelerate",
@@ -42,7 +46,10 @@ class RunConfig(BaseModel):
     task: str
     task_params: dict[str, Any] = Field(default_factory=dict)
     preference: list[float]
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=SEED_LIMIT)
+    #: processes that trained the run together (data parallelism); in the key only above 1, so
+    #: one-process runs keep the keys they had before it existed
+    num_processes: int = Field(1, ge=1, exclude_if=lambda n: n == 1)
 
     def key(self) -> str:
         """A stable 16-hex-digit hash of the canonical JSON of the config."""
@@ -54,6 +61,16 @@ class Cost(BaseModel):
     wall_time_s: float = 0.0
     steps: int = 0
     gradient_evaluations: int = 0
+
+
+class SharedTraining(BaseModel):
+    """A training that several records share and that is counted once per front: an expert of a
+    steerable method (`SteerableMethod`), which is itself a run with its own record."""
+
+    key: str
+    algorithm: str
+    preference: list[float]
+    cost: Cost
 
 
 class Trajectory(BaseModel):
@@ -80,11 +97,24 @@ class RunRecord(BaseModel):
         default_factory=dict, exclude_if=lambda skipped: not skipped
     )
     cost: Cost = Field(default_factory=Cost)
+    #: a steerable method's shared trainings (its experts); its `cost` is then the steering's own
+    shared_training: list[SharedTraining] = Field(
+        default_factory=list, exclude_if=lambda shared: not shared
+    )
     provenance: dict[str, Any] = Field(default_factory=dict)
 
 
 class CorruptRecordError(ValueError):
     """A record file that cannot be read as a `RunRecord`."""
+
+
+class DamagedRecordError(CorruptRecordError):
+    """A record file that holds no record at all (unreadable, empty, truncated, not a JSON
+    object): a sweep may replace it."""
+
+
+class RecordWriteError(OSError):
+    """A record that could not be written (a folder in its place, a full disk, permissions)."""
 
 
 def record_path(results_dir: Path, key: str) -> Path:
@@ -109,19 +139,25 @@ def ensure_writable(results_dir: Path) -> None:
 def write_record(record: RunRecord, results_dir: Path) -> Path:
     """Write `record` atomically as `<results_dir>/<key>.json`."""
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     path = record_path(results_dir, record.key)
     text = json.dumps(record.model_dump(mode="json"), indent=1, sort_keys=True) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=f".{record.key}.", suffix=".tmp")
+    tmp = None
     try:
+        results_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=results_dir, prefix=f".{record.key}.", suffix=".tmp")
         os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 would hide it from the group
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as error:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise RecordWriteError(
+                f"cannot write the record {path}: {error.strerror or error}"
+            ) from None
         raise
     return path
 
@@ -133,12 +169,15 @@ def current_umask() -> int:
 
 
 def read_record(path: Path) -> RunRecord:
+    """The record in `path`; a `DamagedRecordError` when the file holds no record at all, a
+    `CorruptRecordError` when it holds one that this version cannot use."""
     try:
         data = json.loads(Path(path).read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CorruptRecordError(f"{path}: not a readable JSON file ({error})") from None
+    except (OSError, ValueError, RecursionError) as error:  # ValueError: JSON and UTF-8 errors
+        reason = error.strerror if isinstance(error, OSError) else error
+        raise DamagedRecordError(f"{path}: not a readable JSON file ({reason})") from None
     if not isinstance(data, dict):
-        raise CorruptRecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        raise DamagedRecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
     if data.get("schema_version") != SCHEMA_VERSION:
         raise CorruptRecordError(
             f"{path}: schema_version {data.get('schema_version')!r}, this moabench reads "
@@ -246,34 +285,58 @@ def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> l
     return differences
 
 
-def finished_keys(
+@dataclass
+class RecordsOnDisk:
+    """What a sweep finds in its results folder."""
+
+    #: keys of the runs it skips: readable records (ok, or failed unless retried) and kept files
+    finished: set[str] = field(default_factory=set)
+    #: (path, reason) of the files that hold a record this version cannot read, kept as they are
+    kept: list[tuple[Path, str]] = field(default_factory=list)
+
+
+def records_on_disk(
     results_dir: Path, retry_failed: bool = False, keys: Iterable[str] | None = None
-) -> set[str]:
-    """Keys of the runs whose readable record is in `results_dir` (ok, or failed unless
-    `retry_failed`), among `keys` (default: every record there): a resumed sweep skips these,
-    and re-runs those whose file is unreadable."""
+) -> RecordsOnDisk:
+    """The records in `results_dir` (among `keys`; default: every record there) that a sweep
+    must not run again: readable ones (ok, or failed unless `retry_failed`), and those it cannot
+    read but that hold a record (another version's, say), which it keeps. A damaged file
+    (`DamagedRecordError`) is neither: its run is run again and the file replaced."""
     folder = Path(results_dir)
     paths = (
         [record_path(folder, key) for key in keys]
         if keys is not None
-        else (folder.glob("*.json") if folder.is_dir() else [])
+        else (sorted(folder.glob("*.json")) if folder.is_dir() else [])
     )
-    finished = set()
+    found = RecordsOnDisk()
     for path in paths:
         if not path.exists():
             continue
         try:
             record = read_record(path)
-        except CorruptRecordError:
+        except DamagedRecordError:
+            continue
+        except CorruptRecordError as error:
+            found.finished.add(path.stem)
+            found.kept.append((path, str(error).removeprefix(f"{path}: ")))
             continue
         if record.status == "ok" or not retry_failed:
-            finished.add(record.key)
-    return finished
+            found.finished.add(record.key)
+    return found
+
+
+def finished_keys(
+    results_dir: Path, retry_failed: bool = False, keys: Iterable[str] | None = None
+) -> set[str]:
+    """Keys of the runs a sweep skips (`records_on_disk`)."""
+    return records_on_disk(results_dir, retry_failed, keys).finished
 
 
 def run_provenance() -> dict[str, Any]:
     """A run's provenance: `provenance()` and the number of processes that trained it together
     (data parallelism, `moabench.core.distributed`; records written before it have none: 1)."""
+    from moabench.core.distributed import processes  # torch: imported by runs only
+
     return {**provenance(), "num_processes": processes()}
 
 

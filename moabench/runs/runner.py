@@ -10,26 +10,39 @@ trains data-parallel, every process computing the same record; its provenance ho
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from moabench.core.algorithm import Algorithm, Paradigm, algorithms
+from moabench.core.algorithm import (
+    Algorithm,
+    Paradigm,
+    SteerableMethod,
+    algorithms,
+    simplex_vertices,
+)
 from moabench.core.determinism import one_torch_thread
-from moabench.core.distributed import processes
 from moabench.core.errors import ConfigError, validate_params
 from moabench.core.preferences import validate_preference
 from moabench.core.task import DivergedError, Task, tasks
 from moabench.runs.claims import claimed
 from moabench.runs.records import (
+    CorruptRecordError,
     Cost,
     RunConfig,
     RunRecord,
+    SharedTraining,
     Trajectory,
     finished_keys,
+    read_record,
+    record_path,
     run_provenance,
     write_record,
 )
@@ -67,11 +80,14 @@ def resolve_config(
     )
     try:
         algorithm_cls.check_paradigm(validated, task_instance.paradigm)
+        algorithm_cls.check_task_params(task_instance.params)
     except ConfigError as error:
         raise UnsupportedPairingError(str(error)) from None
     resolved_algorithm = validated.model_dump(mode="json")
     resolved_task = task_instance.params.model_dump(mode="json")
     n_objectives = task_instance.space.n_objectives
+    from moabench.core.distributed import processes  # torch, imported once a run is planned
+
     if preference is None:
         preference = [1.0 / n_objectives] * n_objectives
     weights = validate_preference(preference, n_objectives)
@@ -82,6 +98,7 @@ def resolve_config(
         task_params=resolved_task,
         preference=[float(w) for w in weights],
         seed=seed,
+        num_processes=processes(),
     )
 
 
@@ -117,12 +134,20 @@ def reresolve(record: RunRecord) -> RunRecord:
     task_params = tasks.get(c.task).migrated_params(c.task_params)
     config = resolve_config(
         c.algorithm, c.task, c.preference, c.seed, c.algorithm_params, task_params
-    )
+    ).model_copy(update={"num_processes": c.num_processes})
     return record.model_copy(update={"config": config, "key": config.key()})
 
 
-def execute(config: RunConfig) -> RunRecord:
-    """Run `config` and return its record; divergence is recorded as a failure, not raised."""
+def execute(config: RunConfig, results_dir: Path | None = None) -> RunRecord:
+    """Run `config` and return its record; divergence is recorded as a failure, not raised.
+
+    A steerable method's experts are taken from `results_dir`, or trained there (with their
+    records) when missing (`obtain_experts`; a temporary folder when it is None), and a run that
+    is an expert keeps its trained policy there (`is_expert`)."""
+    import torch  # a run's import: `moabench --help` and `list` do not pay it
+
+    from moabench.core.distributed import processes
+
     task: Task = tasks.get(config.task)(**config.task_params)
     algorithm: Algorithm = algorithms.get(config.algorithm)(
         config.preference, **config.algorithm_params
@@ -140,10 +165,18 @@ def execute(config: RunConfig) -> RunRecord:
         paradigm=task.paradigm.value,
         provenance=run_provenance(),
     )
+    shared: list[SharedTraining] = []
     start = time.perf_counter()
     try:
-        with one_torch_thread():
-            output = task.run(algorithm, config.seed)
+        if isinstance(algorithm, SteerableMethod):
+            with expert_store(results_dir) as store:
+                experts, shared = obtain_experts(config, task, store)
+                start = time.perf_counter()  # the record's own cost: steering, not the experts
+                with one_torch_thread():
+                    output = task.steer(algorithm, experts)
+        else:
+            with one_torch_thread():
+                output = task.run(algorithm, config.seed)
     except DivergedError as error:
         return RunRecord(
             **common,
@@ -152,8 +185,11 @@ def execute(config: RunConfig) -> RunRecord:
             reason=f"diverged: {error}",
             cost=Cost(wall_time_s=time.perf_counter() - start),
             skipped_rows=task.skipped_rows,
+            shared_training=shared,
         )
     wall_time = time.perf_counter() - start
+    if results_dir is not None and output.policy is not None and is_expert(config):
+        keep_policy(task, output.policy, policy_path(results_dir, config.key()))
     return RunRecord(
         **common,
         objective_space=task.space.to_record(),  # after the run: paper scales measure it
@@ -171,35 +207,164 @@ def execute(config: RunConfig) -> RunRecord:
             steps=output.steps,
             gradient_evaluations=output.gradient_evaluations,
         ),
+        shared_training=shared,
     )
+
+
+# --- steerable methods: experts trained once, kept beside the records, reused ---------------------
+
+#: seconds between looks at an expert that another process is training
+EXPERT_POLL_S = 0.5
+
+
+def expert_configs(config: RunConfig) -> list[RunConfig]:
+    """The expert runs of a steerable method's `config`: its `expert_algorithm` (default
+    parameters) at the simplex vertices e_1..e_m, same task parameters and seed."""
+    method = algorithms.get(config.algorithm)
+    return [
+        resolve_config(method.expert_algorithm, config.task, vertex, config.seed, None,
+                       config.task_params)
+        for vertex in simplex_vertices(len(config.preference))
+    ]  # fmt: skip
+
+
+def is_expert(config: RunConfig) -> bool:
+    """Whether `config` is an expert run of a registered steerable method (so its trained
+    policy is kept for the methods that reuse it)."""
+    if config.preference not in simplex_vertices(len(config.preference)):
+        return False
+    for name in algorithms.names():
+        method = algorithms.get(name)
+        if not issubclass(method, SteerableMethod) or method.expert_algorithm != config.algorithm:
+            continue
+        try:
+            steerable = resolve_config(name, config.task, config.preference, config.seed, None,
+                                       config.task_params)  # fmt: skip
+        except ConfigError:  # the method does not run on this task, scale or paradigm
+            continue
+        if config in expert_configs(steerable):
+            return True
+    return False
+
+
+def policy_path(results_dir: Path, key: str) -> Path:
+    """Where the trained policy of the run `key` is kept: `<results>/.policies/<key>`."""
+    return Path(results_dir) / ".policies" / key
+
+
+def keep_policy(task: Task, policy: Any, path: Path) -> None:
+    """Save `policy` into `path` atomically (a scratch folder renamed into place)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
+    task.save_policy(policy, scratch)
+    try:
+        os.replace(scratch, path)
+    except OSError:  # kept meanwhile by another process: the same run gives the same policy
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+@contextmanager
+def expert_store(results_dir: Path | None) -> Iterator[Path]:
+    """`results_dir`, or a temporary folder for a run that writes no records."""
+    if results_dir is not None:
+        yield Path(results_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="moabench-experts-") as scratch:
+        yield Path(scratch)
+
+
+def obtain_experts(
+    config: RunConfig, task: Task, store: Path
+) -> tuple[list[Any], list[SharedTraining]]:
+    """The trained experts of the steerable `config` and what their training cost: each loaded
+    from `store` when its record and policy are there, else trained (under its claim, so two
+    processes never train one expert; one waits for the other) and kept with its record."""
+    configs = expert_configs(config)
+    found: dict[str, tuple[Any, RunRecord]] = {}
+    while len(found) < len(configs):
+        progressed = False
+        for expert in configs:
+            key = expert.key()
+            if key in found:
+                continue
+            loaded = load_expert(task, expert, store)
+            if loaded is None:
+                with claimed(store, key) as mine:
+                    if mine:
+                        loaded = load_expert(task, expert, store) or train_expert(
+                            task, expert, store
+                        )
+            if loaded is not None:
+                found[key] = loaded
+                progressed = True
+        if not progressed:
+            time.sleep(EXPERT_POLL_S)
+    shared = []
+    for index, expert in enumerate(configs, start=1):
+        policy, record = found[expert.key()]
+        shared.append(SharedTraining(key=record.key, algorithm=expert.algorithm,
+                                     preference=expert.preference, cost=record.cost))  # fmt: skip
+        if record.status != "ok":
+            raise DivergedError(f"its expert at e_{index} ({record.key}) failed: {record.reason}")
+    return [found[expert.key()][0] for expert in configs], shared
+
+
+def load_expert(task: Task, expert: RunConfig, store: Path) -> tuple[Any, RunRecord] | None:
+    """(policy, record) of an expert kept in `store` ((None, record) for a failed one), or None
+    when it must be trained."""
+    path = record_path(store, expert.key())
+    if not path.exists():
+        return None
+    try:
+        record = read_record(path)
+    except CorruptRecordError:
+        return None
+    if record.status != "ok":
+        return None, record
+    kept = policy_path(store, expert.key())
+    return (task.load_policy(kept), record) if kept.is_dir() else None
+
+
+def train_expert(task: Task, expert: RunConfig, store: Path) -> tuple[Any, RunRecord]:
+    """Run the expert, keeping its policy, and write its record unless one is there already."""
+    record = execute(expert, store)
+    if not record_path(store, expert.key()).exists():
+        write_record(record, store)
+    policy = task.load_policy(policy_path(store, expert.key())) if record.status == "ok" else None
+    return policy, record
+
+
+class RunError(RuntimeError):
+    """A run stopped by something other than its own divergence: its setup (the cached
+    reference, a dataset, a model), the disk, or a bug. No record is written for it, so the
+    leaderboard never ranks it; the message names the run and the cause, on one line."""
+
+
+def run_label(config: RunConfig) -> str:
+    """'ls on zdt1, w=[0.5, 0.5], seed 0' (preferences to 4 significant digits)."""
+    weights = ", ".join(f"{w:.4g}" for w in config.preference)
+    return f"{config.algorithm} on {config.task}, w=[{weights}], seed {config.seed}"
 
 
 def run_and_record(
     config: RunConfig, results_dir: Path, retry_failed: bool = False
 ) -> RunRecord | None:
-    """Claim the run, execute it and write its record (an unexpected error is recorded as a
-    failure); None when another sweep holds its claim or has meanwhile written its record."""
+    """Claim the run, execute it and write its record (ok, or failed by its own divergence);
+    None when another sweep holds its claim or has meanwhile written its record. Anything else
+    that stops it raises a `RunError` and writes no record."""
     key = config.key()
     with claimed(results_dir, key) as mine:
         if not mine or key in finished_keys(results_dir, retry_failed, keys=[key]):
             return None
         try:
-            record = execute(config)
-        except Exception as error:  # noqa: BLE001 - the sweep goes on; the record keeps the reason
-            record = failed_record(config, f"error: {type(error).__name__}: {error}")
+            record = execute(config, results_dir)
+        except Exception as error:  # noqa: BLE001 - one line, which pickles across processes
+            raise RunError(f"{run_label(config)}: {one_line(error)}; no record written") from None
         write_record(record, results_dir)
     return record
 
 
-def failed_record(config: RunConfig, reason: str) -> RunRecord:
-    task = tasks.get(config.task)(**config.task_params)
-    return RunRecord(
-        key=config.key(),
-        config=config,
-        paradigm=task.paradigm.value,
-        status="failed",
-        reason=reason,
-        objective_space=task.space.to_record(),
-        cost=Cost(),
-        provenance=run_provenance(),
-    )
+def one_line(error: BaseException) -> str:
+    """'Type: the first line of its message' ('Type' alone for an empty message)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__

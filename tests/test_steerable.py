@@ -1,0 +1,204 @@
+"""Steerable methods (Rewarded Soups, MOD) and GDPO: the properties their papers state, and one
+shared training per front.
+
+- RS at w = e_i is expert i (Ramé et al. 2023: the soup's endpoints are the experts);
+- MOD at w = e_i samples what expert i samples with the same seed (Shi et al. 2024: the mixture
+  of one expert is that expert);
+- the soup is the weight interpolation sum_i w_i theta_i;
+- a sweep trains each expert once for every steerable method and point of the front, and a
+  resumed sweep trains nothing;
+- GDPO's advantages are trl's `normalize_then_sum` formula, and GRPO's on one reward up to scale.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from moabench.core.algorithm import make_algorithm
+from moabench.core.errors import ConfigError
+from moabench.core.task import tasks
+from moabench.language import steering, tiny
+from moabench.language.advantages import advantages as group_advantages
+from moabench.runs import runner
+from moabench.runs.records import read_record
+from moabench.runs.runner import execute, expert_configs, resolve_config
+from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
+
+FAST = {"steps": 6, "n_pairs": 64, "n_eval_prompts": 32}
+FAST_ONLINE = {"paradigm": "online", "steps": 4, "prompts_per_step": 4, "n_eval_prompts": 32}
+
+
+def records(folder: Path) -> list:
+    return [read_record(path) for path in sorted(folder.glob("*.json"))]
+
+
+@pytest.mark.parametrize("task_params", [FAST, FAST_ONLINE], ids=["preference", "online"])
+@pytest.mark.parametrize("method", ["rewarded-soups", "mod"])
+def test_at_a_vertex_a_steerable_method_is_its_expert(tmp_path, method, task_params):
+    params = dict(task_params)
+    params.setdefault("paradigm", "preference")
+    for vertex in ([1.0, 0.0], [0.0, 1.0]):
+        steered = execute(resolve_config(method, "safety", vertex, 0, None, params), tmp_path)
+        expert = execute(resolve_config("ls", "safety", vertex, 0, None, params))
+        assert steered.status == expert.status == "ok"
+        assert steered.objectives == expert.objectives
+        assert [s.key for s in steered.shared_training] == [
+            c.key() for c in expert_configs(steered.config)
+        ]
+
+
+def test_the_soup_interpolates_every_parameter(tmp_path):
+    config = resolve_config("rewarded-soups", "safety", [0.3, 0.7], 0, None, FAST)
+    task = tasks.get("safety")(**config.task_params)
+    experts, _ = runner.obtain_experts(config, task, tmp_path)
+    soup = steering.parameter_soup(make_algorithm("rewarded-soups", [0.3, 0.7]), experts)
+    first, second = (dict(e.named_parameters()) for e in experts)
+    assert any(not torch.equal(first[n], second[n]) for n in first)
+    for name, value in soup.named_parameters():
+        torch.testing.assert_close(value, 0.3 * first[name] + 0.7 * second[name], rtol=0, atol=0)
+
+
+def test_the_mixture_sampler_of_one_expert_samples_what_generate_samples():
+    task = tasks.get("safety")(**FAST)
+    tokenizer = tiny.task_tokenizer(task)
+    model = tiny.task_reference(task, tokenizer)
+    prompts = tiny.evaluation_prompts(task)
+    for seed in (0, 7):
+        expected = tiny.generate_responses(model, tokenizer, prompts, task.max_response_tokens, seed)
+        mixed = steering.sample_mixture(
+            lambda log_probs: log_probs[0], [model], tokenizer, prompts, task.max_response_tokens, seed
+        )
+        assert mixed == expected
+
+
+def test_mod_mixes_the_experts_log_probabilities():
+    method = make_algorithm("mod", [0.25, 0.75])
+    log_probs = [torch.log_softmax(torch.randn(3, 5), -1) for _ in range(2)]
+    torch.testing.assert_close(
+        method.combine(log_probs), 0.25 * log_probs[0] + 0.75 * log_probs[1]
+    )
+
+
+def test_a_sweep_trains_each_expert_once_and_a_resumed_sweep_trains_nothing(tmp_path, monkeypatch):
+    trained = []
+    original = runner.train_expert
+
+    def counting(task, expert, store):
+        trained.append(expert.key())
+        return original(task, expert, store)
+
+    monkeypatch.setattr(runner, "train_expert", counting)
+    plan = plan_sweep(
+        SweepConfig(
+            algorithms=["rewarded-soups", "mod"], tasks=["safety"], seeds=[0], partitions=2,
+            task_params={"safety": {**FAST, "paradigm": "preference"}},
+        )
+    )  # fmt: skip
+    summary = run_sweep(plan.configs, tmp_path)
+    assert summary.ok == 6 and not summary.failed
+    assert len(trained) == len(set(trained)) == 2
+    written = records(tmp_path)
+    steered = [r for r in written if r.config.algorithm != "ls"]
+    experts = {r.key: r for r in written if r.config.algorithm == "ls"}
+    assert len(steered) == 6 and set(experts) == set(trained)
+    for record in steered:
+        assert {s.key for s in record.shared_training} == set(experts)
+        assert [s.cost for s in record.shared_training] == [
+            experts[s.key].cost for s in record.shared_training
+        ]
+        assert record.cost.gradient_evaluations == 0
+    assert run_sweep(plan.configs, tmp_path).already_done == 6
+    assert len(trained) == 2
+
+
+def test_an_ls_run_at_a_vertex_keeps_its_policy_for_the_steerable_methods(tmp_path, monkeypatch):
+    ls = resolve_config("ls", "safety", [1.0, 0.0], 0, None, FAST)
+    runner.run_and_record(ls, tmp_path)
+    assert (runner.policy_path(tmp_path, ls.key()) / "config.json").exists()
+    middle = resolve_config("ls", "safety", [0.5, 0.5], 0, None, FAST)
+    assert not runner.is_expert(middle)
+    monkeypatch.setattr(runner, "train_expert", lambda *args: pytest.fail("retrained"))
+    other = resolve_config("ls", "safety", [0.0, 1.0], 0, None, FAST)
+    runner.run_and_record(other, tmp_path)
+    soup = execute(resolve_config("rewarded-soups", "safety", [0.5, 0.5], 0, None, FAST), tmp_path)
+    assert soup.status == "ok"
+
+
+def test_a_failed_expert_fails_the_steered_records_with_its_reason(tmp_path):
+    config = resolve_config("rewarded-soups", "safety", [0.5, 0.5], 0, None, FAST)
+    broken = expert_configs(config)[1]
+    record = execute(broken).model_copy(update={"status": "failed", "reason": "diverged: test"})
+    (tmp_path / f"{broken.key()}.json").write_text(json.dumps(record.model_dump(mode="json")))
+    steered = execute(config, tmp_path)
+    assert steered.status == "failed"
+    assert "expert at e_2" in steered.reason and "diverged: test" in steered.reason
+
+
+def test_steerable_methods_refuse_what_they_do_not_implement():
+    with pytest.raises(ConfigError, match="does not support analytic"):
+        resolve_config("rewarded-soups", "zdt1", [0.5, 0.5])
+    with pytest.raises(ConfigError, match="tiny scale only"):
+        resolve_config("mod", "safety", [0.5, 0.5], 0, None, {"scale": "paper"})
+
+
+# --- GDPO --------------------------------------------------------------------------------------
+
+
+def trl_normalize_then_sum(rewards: np.ndarray, weights: np.ndarray, group: int) -> np.ndarray:
+    """trl's `multi_objective_aggregation="normalize_then_sum"` (GRPOTrainer, trl 1.10), in
+    numpy float64: group z-scores per reward (Bessel std + 1e-4), weighted sum, batch z-score."""
+    grouped = rewards.reshape(-1, group, rewards.shape[1])
+    z = (grouped - grouped.mean(axis=1, keepdims=True)) / (
+        grouped.std(axis=1, ddof=1, keepdims=True) + 1e-4
+    )
+    s = (z.reshape(len(rewards), -1) * weights).sum(axis=1)
+    return (s - s.mean()) / (s.std(ddof=1) + 1e-4)
+
+
+def gdpo_advantage(rewards: np.ndarray, weights, group: int) -> np.ndarray:
+    per_objective = group_advantages(rewards.reshape(-1, group, rewards.shape[1]), "grpo")
+    z = torch.as_tensor(per_objective.reshape(len(rewards), -1).T, dtype=torch.float32)
+    return make_algorithm("gdpo", weights).rollout_advantage(z)[0].numpy()
+
+
+def test_gdpo_is_trls_normalize_then_sum():
+    rng = np.random.default_rng(0)
+    rewards = rng.normal(size=(24, 3)) * np.array([1.0, 10.0, 0.1])
+    weights = np.array([0.2, 0.3, 0.5])
+    np.testing.assert_allclose(
+        gdpo_advantage(rewards, weights, 4), trl_normalize_then_sum(rewards, weights, 4), atol=1e-5
+    )
+
+
+def test_gdpo_by_hand():
+    # two prompts, two responses each, two rewards: every group z-score is +-1/sqrt(2)/(..)
+    rewards = np.array([[1.0, 0.0], [0.0, 2.0], [3.0, 1.0], [1.0, 1.0]])
+    z1 = np.array([1, -1, 1, -1]) * (0.5 / (np.sqrt(0.5) + 1e-4))
+    z2 = np.array([-1, 1, 0, 0]) * np.array([1.0 / (np.sqrt(2) + 1e-4)] * 2 + [0, 0])
+    s = 0.5 * z1 + 0.5 * z2
+    expected = (s - s.mean()) / (s.std(ddof=1) + 1e-4)
+    np.testing.assert_allclose(gdpo_advantage(rewards, [0.5, 0.5], 2), expected, atol=1e-5)
+
+
+def test_gdpo_on_one_reward_is_grpo_up_to_one_scale():
+    rng = np.random.default_rng(1)
+    rewards = rng.normal(size=(16, 1))
+    grpo = group_advantages(rewards.reshape(4, 4, 1), "grpo").ravel()
+    gdpo = gdpo_advantage(rewards, [1.0], 4)
+    scale = gdpo / grpo
+    np.testing.assert_allclose(scale, scale[0], rtol=1e-4)
+
+
+def test_gdpo_refuses_another_advantage_estimator():
+    with pytest.raises(ConfigError, match="grpo advantages"):
+        resolve_config("gdpo", "math", None, 0, None, {"advantage": "rloo"})
+
+
+def test_gdpo_trains_online():
+    record = execute(resolve_config("gdpo", "safety", [0.5, 0.5], 0, None, FAST_ONLINE))
+    assert record.status == "ok" and record.paradigm == "online"
