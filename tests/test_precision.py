@@ -57,7 +57,6 @@ def nothing_loads(monkeypatch):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (dict(device="cpu", dtype="float16"), r"dtype='float16' on a CPU.*bfloat16 or float32"),
         (dict(device="cpu", reward_dtype="float16"), r"reward_dtype='float16' on a CPU"),
         (dict(device="gpu0"), r"device='gpu0' is not a torch device"),
         (dict(reward_device="nowhere"), r"reward_device='nowhere' is not a torch device"),
@@ -196,3 +195,103 @@ def test_checkpointing_leaves_the_results_unchanged(local, paradigm):
     assert plain.status == checkpointed.status == "ok"
     assert checkpointed.objectives == pytest.approx(plain.objectives, rel=1e-6, abs=1e-7)
     assert checkpointed.config.task_params["gradient_checkpointing"] is True
+
+
+# --- issue 21: what a GPU would hit first -------------------------------------------------------
+
+
+def test_a_float16_policy_is_refused_before_anything_loads(local, nothing_loads):
+    """float16 without loss scaling underflows; the reward models may still be float16."""
+    with pytest.raises(ConfigError, match=r"dtype 'float16' for the policy.*loss scaling"):
+        run(safety(local, dtype="float16"))
+
+
+def tiny_llama(tmp_path):
+    """A 2-layer Llama saved locally, and its tokenizer (the tests' own words)."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from moabench.language.tiny import build_tokenizer
+    from test_paper_scale import WORDS
+
+    tokenizer = build_tokenizer(WORDS)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(
+        LlamaConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            bos_token_id=tokenizer.bos_token_id,
+        )  # fmt: skip
+    )
+    model.save_pretrained(tmp_path / "llama")
+    tokenizer.save_pretrained(tmp_path / "llama")
+    return str(tmp_path / "llama")
+
+
+def greedy(policy, tokenizer) -> list[list[int]]:
+    ids = tokenizer(["how to bake", "how to cook ok"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        output = policy.generate(
+            **ids, max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )
+    return output.tolist()
+
+
+@pytest.mark.parametrize("name", ["policy", "llama"])
+def test_checkpointing_leaves_greedy_sampling_unchanged(local, tmp_path, name):
+    """In eval mode after a gradient-taking forward pass (as the online trainer runs), a
+    checkpointed policy decodes as the plain one: its layers keep the key-value cache
+    (transformers < 5.24 drops it in a layer left in training mode)."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    from moabench.core.algorithm import Paradigm
+    from moabench.language.params import LanguageParams, params_model
+
+    path = local["policy"] if name == "policy" else tiny_llama(tmp_path)
+    model = params_model(LanguageParams, "paper", Paradigm.ONLINE)
+    at = hub.placement("cpu", None)
+    outputs = []
+    for checkpointing in (False, True):
+        params = model(scale="paper", lora_rank=2, gradient_checkpointing=checkpointing)
+        policy, tokenizer = hub.load_policy(path, params, at)
+        tokenizer.padding_side = "left"
+        policy.eval()
+        policy(input_ids=torch.randint(5, 30, (2, 6))).logits.sum().backward()
+        outputs.append(greedy(policy, tokenizer))
+        layers = [
+            m for m in policy.modules()
+            if isinstance(m, GradientCheckpointingLayer) and m.gradient_checkpointing
+        ]  # fmt: skip
+        assert len(layers) == (2 if checkpointing else 0)
+        assert not any(layer.training for layer in layers)  # not left in training mode
+    assert outputs[0] == outputs[1]
+
+
+def test_reward_models_sharing_the_policys_gpu_wait_in_cpu_memory(local, monkeypatch):
+    """Offloaded, a reward model is not moved when loaded, and is moved to the scoring device
+    for one scoring call, then back."""
+    moves = []
+    load = loading.load_sequence_classifier
+
+    def spied(*args, **kwargs):
+        model, tokenizer = load(*args, **kwargs)
+        original = model.to
+        model.to = lambda device: (moves.append(str(device)), original(device))[1]
+        return model, tokenizer
+
+    monkeypatch.setattr(loading, "load_sequence_classifier", spied)
+    from moabench.core.algorithm import Paradigm
+    from moabench.language.params import LanguageParams, params_model
+    from moabench.tasks.safety import Safety
+
+    params = params_model(LanguageParams, "paper", Paradigm.PREFERENCE)(
+        **safety(local), device="cpu"
+    )
+    setup = Safety.paper_setups["paper"]
+    scorers = hub.scorer_functions(
+        setup, params, ["helpfulness", "harmlessness"], None, hub.placement("cpu", None),
+        offloaded=True,
+    )  # fmt: skip
+    assert moves == []  # loaded in CPU memory, not moved
+    scorers[0](["how to bake"], ["first then mix"], False)
+    assert moves == ["cpu", "cpu"]  # to the scoring device, and back home

@@ -22,13 +22,16 @@ improvement over the reference. It is computed at the start of each run and reco
 from __future__ import annotations
 
 import copy
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from moabench.core import distributed
 from moabench.core.errors import ConfigError
 from moabench.core.task import ObjectiveSpace
 from moabench.language import loading
@@ -233,11 +236,17 @@ def placement(device: str | None, dtype: str | None, prefix: str = "") -> Placem
     score in; `prefix` names the parameters ("reward_" for the reward models)."""
     name = device or ("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        kind = torch.device(name).type
+        kind, index = torch.device(name).type, torch.device(name).index
     except (RuntimeError, ValueError):
         raise ConfigError(
             f"{prefix}device={name!r} is not a torch device (cpu, cuda, cuda:1, ...)"
         ) from None
+    if index is not None and distributed.processes() > 1:
+        raise ConfigError(
+            f"{prefix}device={name!r} on {distributed.processes()} processes would put every "
+            f"process's models on one device: each process has the GPU of its local rank; give "
+            f"{prefix}device={kind!r} without an index"
+        )
     if kind == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"{prefix}device={name!r}: this machine has no CUDA device for torch")
     if dtype == "float16" and kind == "cpu":
@@ -249,8 +258,17 @@ def placement(device: str | None, dtype: str | None, prefix: str = "") -> Placem
         raise ConfigError(
             f"{prefix}dtype='bfloat16': {name} has no bfloat16 support; use float16 or float32"
         )
+    if kind == "cuda":
+        expandable_segments()
     chosen = dtype or ("bfloat16" if kind == "cuda" else "float32")
     return Placement(name, DTYPES[chosen])
+
+
+def expandable_segments() -> None:
+    """CUDA memory in expandable segments (micro-batches of varying widths fragment fixed-size
+    ones), unless the user configured the allocator; read at CUDA's first allocation."""
+    if not {"PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"} & set(os.environ):
+        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
 def load_policy(name: str, params: LanguageParams, at: Placement) -> tuple[Any, Any]:
@@ -265,7 +283,10 @@ def load_policy(name: str, params: LanguageParams, at: Placement) -> tuple[Any, 
             )
         checkpoint_activations(base)
         checkpoint_in_eval_mode(base)
-    return loading.with_lora(base, params.lora_rank).to(at.device), tokenizer
+    policy = loading.with_lora(base, params.lora_rank).to(at.device)
+    # the processes start from process 0's adapters (LoRA initialises them at random)
+    distributed.broadcast_from_first([p for p in policy.parameters() if p.requires_grad])
+    return policy, tokenizer
 
 
 def checkpoint_activations(model) -> None:
@@ -281,13 +302,25 @@ def checkpoint_activations(model) -> None:
 
 def checkpoint_in_eval_mode(model: torch.nn.Module) -> None:
     """transformers checkpoints a layer only in training mode, and the online trainer runs the
-    policy in eval mode (no dropout): keep each checkpointed layer itself in training mode while
-    its submodules (dropout included) follow `model.train()` / `model.eval()`."""
+    policy in eval mode (no dropout): before each forward pass of the model's base (the
+    decoder), each checkpointed layer itself is put in training mode where gradients are being
+    taken, and follows the model's mode elsewhere, while its submodules (dropout included) follow
+    `model.train()` / `model.eval()`. Before transformers 5.24 a checkpointed layer in training
+    mode drops the key-value cache even without gradients, so a layer left in training mode
+    would make every decoding step after the first see only its own token."""
     from transformers.modeling_layers import GradientCheckpointingLayer
 
-    for module in model.modules():
-        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing:
-            module.register_forward_pre_hook(lambda layer, args: setattr(layer, "training", True))
+    layers = [
+        module
+        for module in model.modules()
+        if isinstance(module, GradientCheckpointingLayer) and module.gradient_checkpointing
+    ]
+
+    def checkpoint_where_training(base: torch.nn.Module, args) -> None:
+        for layer in layers:
+            layer.training = base.training or torch.is_grad_enabled()
+
+    model.base_model.register_forward_pre_hook(checkpoint_where_training)
 
 
 def scorer_functions(
@@ -297,8 +330,11 @@ def scorer_functions(
     policy_tokenizer,
     at: Placement,
     answers: Mapping[str, str] | None = None,
+    offloaded: bool = False,
 ) -> list[ScoreFunction]:
-    """One `ScoreFunction` per objective; `answers` maps a prompt to its reference answer."""
+    """One `ScoreFunction` per objective; `answers` maps a prompt to its reference answer. The
+    reward models are loaded on `at.device`, or, `offloaded`, kept in CPU memory and moved to
+    `at.device` only while they score."""
     unknown = sorted(set(params.reward_models) - set(objectives))
     if unknown:
         raise ConfigError(
@@ -336,15 +372,26 @@ def scorer_functions(
         model, tokenizer = loading.load_sequence_classifier(
             name, f"reward_models.{objective}", at.dtype
         )
-        functions.append(
-            _classifier_scores(scorer, model.to(at.device), tokenizer, params, at.device)
-        )
+        model = model if offloaded else model.to(at.device)
+        functions.append(_classifier_scores(scorer, model, tokenizer, params, at.device))
     return functions
 
 
+@contextmanager
+def on_device(model: torch.nn.Module, device: str) -> Iterator[None]:
+    """`model` on `device` for the duration, back on the device it was on afterwards (nothing
+    moves when it is there already)."""
+    home = next(model.parameters()).device
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(home)
+
+
 class ShorterThanRunningMean:
-    """The `RunningMeanLengthScorer`'s state: the training responses' total length and count,
-    and the evaluation bar."""
+    """The `RunningMeanLengthScorer`'s state: the training responses' total length and count
+    (of the global batch, on several processes), and the evaluation bar."""
 
     def __init__(self, token_counts: Callable[[list[str]], np.ndarray]) -> None:
         self.token_counts = token_counts
@@ -353,12 +400,15 @@ class ShorterThanRunningMean:
 
     def __call__(self, prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
         lengths = self.token_counts(responses)
-        if evaluation:
+        if evaluation:  # every process scores the same evaluation responses
             if self.evaluation_bar is None:
                 self.evaluation_bar = float(lengths.mean())
             bar = self.evaluation_bar
-        else:
-            self.total, self.count = self.total + lengths.sum(), self.count + len(lengths)
+        else:  # the global batch's lengths: every process's share, summed over the processes
+            total, count = distributed.summed(
+                torch.tensor([lengths.sum(), len(lengths)], dtype=torch.float64)
+            ).tolist()
+            self.total, self.count = self.total + total, self.count + count
             bar = self.total / self.count
         return (lengths < bar).astype(float)
 
@@ -370,33 +420,34 @@ def _classifier_scores(
 
     def score(prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
         values = []
-        for start in range(0, len(prompts), params.batch_size):
-            chunk = slice(start, start + params.batch_size)
-            if scorer.source_pair:
-                encoded = tokenizer(
-                    responses[chunk],
-                    prompts[chunk],
-                    truncation=True,
-                    padding=True,
-                    max_length=params.max_length,
-                    return_tensors="pt",
-                )
-            else:
-                texts = [
-                    scorer.template.format(prompt=p, response=r)
-                    for p, r in zip(prompts[chunk], responses[chunk])
-                ]
-                encoded = tokenizer(
-                    texts,
-                    truncation=True,
-                    padding=True,
-                    max_length=params.max_length,
-                    return_tensors="pt",
-                )
-            with torch.no_grad():
-                logits = model(**encoded.to(device)).logits.float()
-            outputs = logits.softmax(-1) if scorer.probability else logits
-            values.append(scorer.sign * outputs[:, scorer.label].cpu().numpy())
+        with on_device(model, device):  # the whole call: one move in, one out
+            for start in range(0, len(prompts), params.batch_size):
+                chunk = slice(start, start + params.batch_size)
+                if scorer.source_pair:
+                    encoded = tokenizer(
+                        responses[chunk],
+                        prompts[chunk],
+                        truncation=True,
+                        padding=True,
+                        max_length=params.max_length,
+                        return_tensors="pt",
+                    )
+                else:
+                    texts = [
+                        scorer.template.format(prompt=p, response=r)
+                        for p, r in zip(prompts[chunk], responses[chunk])
+                    ]
+                    encoded = tokenizer(
+                        texts,
+                        truncation=True,
+                        padding=True,
+                        max_length=params.max_length,
+                        return_tensors="pt",
+                    )
+                with torch.no_grad():
+                    logits = model(**encoded.to(device)).logits.float()
+                outputs = logits.softmax(-1) if scorer.probability else logits
+                values.append(scorer.sign * outputs[:, scorer.label].cpu().numpy())
         return np.concatenate(values).astype(np.float64)
 
     return score
@@ -455,6 +506,30 @@ def generate_text(
     return responses
 
 
+@contextmanager
+def merged_adapters(model: torch.nn.Module) -> Iterator[None]:
+    """With LoRA adapters (peft), B A merged into the base weights for the duration, so that
+    generation takes one matrix product per adapted layer (unmerged, peft adds the adapters'
+    two, with float32 casts, at every decoding step); afterwards the adapters are unmerged and
+    the base weights restored bit for bit (unmerging alone would leave bfloat16 rounding in
+    them, and so in the reference policy). Without adapters: nothing."""
+    if not hasattr(model, "merge_adapter"):
+        yield
+        return
+    from peft.tuners.lora import LoraLayer
+
+    bases = [m.get_base_layer() for m in model.modules() if isinstance(m, LoraLayer)]
+    saved = [base.weight.detach().clone() for base in bases]
+    model.merge_adapter()
+    try:
+        yield
+    finally:
+        model.unmerge_adapter()
+        with torch.no_grad():
+            for base, weight in zip(bases, saved):
+                base.weight.copy_(weight)
+
+
 def reference_space(names: Sequence[str], scores: np.ndarray) -> ObjectiveSpace:
     """Nadir = the reference policy's mean scores; ideal = IDEAL_SPREAD standard deviations of its
     per-response scores above (all paper-scale scores are maximised)."""
@@ -511,7 +586,11 @@ def load_pieces(
         data, eval_prompts = hold_out(pairs, params.n_eval_prompts, params.n_pairs)
         training_prompts = list(dict.fromkeys(data.prompts))
     policy, tokenizer = load_policy(params.policy or setup.policy, params, policy_at)
-    scorers = scorer_functions(setup, params, objectives, tokenizer, rewards_at, answers)
+    # reward models that share the policy's GPU wait in CPU memory while the policy trains
+    offloaded = params.reward_device is None and torch.device(device).type == "cuda"
+    scorers = scorer_functions(
+        setup, params, objectives, tokenizer, rewards_at, answers, offloaded
+    )
     measured = False
 
     def scores(prompts: list[str], responses: list[str], evaluation: bool) -> np.ndarray:
@@ -521,10 +600,11 @@ def load_pieces(
         return format_prompts(tokenizer, prompts, setup.prompt_template)
 
     def sample(model, prompts: list[str], seed: int) -> list[str]:
-        return generate_text(
-            model, tokenizer, formatted(prompts), params.max_new_tokens, seed,
-            params.batch_size, device, params.max_length,
-        )  # fmt: skip
+        with merged_adapters(model):
+            return generate_text(
+                model, tokenizer, formatted(prompts), params.max_new_tokens, seed,
+                params.generation_batch_size or params.batch_size, device, params.max_length,
+            )  # fmt: skip
 
     def evaluate(model) -> list[float]:
         nonlocal measured

@@ -141,13 +141,19 @@ class HubFields(BaseModel):
     max_new_tokens: int = Field(
         128, ge=1, description="small/paper: tokens generated at evaluation"
     )
+    generation_batch_size: int | None = Field(
+        None,
+        ge=1,
+        description="small/paper: sequences per generate call, in online rollouts and "
+        "evaluation (None: batch_size)",
+    )
     device: str | None = Field(
         None, description="small/paper: torch device (None: cuda if available)"
     )
     dtype: Precision | None = Field(
         None,
         description="small/paper: the policy's weights (None: bfloat16 on CUDA, float32 on CPU; "
-        "float16 needs CUDA; LoRA adapters stay float32)",
+        "LoRA adapters stay float32; float16 is refused: no loss scaling)",
     )
     gradient_checkpointing: bool = Field(
         False,
@@ -175,6 +181,16 @@ class HubFields(BaseModel):
     lm_eval_limit: int | None = Field(
         None, ge=1, description="small/paper: lm-eval examples per task"
     )
+
+    @model_validator(mode="after")
+    def _policy_not_in_float16(self) -> HubFields:
+        if self.dtype == "float16":
+            raise ValueError(
+                "dtype 'float16' for the policy: training in half precision needs loss scaling "
+                "and float32 master weights, which moabench's trainers do not have (gradients "
+                "underflow); use bfloat16 or float32 (reward_dtype may be float16)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _generation_fits_in_max_length(self) -> HubFields:
