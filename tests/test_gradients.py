@@ -79,3 +79,30 @@ def test_micro_batches_give_the_full_batch_update(rule, subset):
     ):  # the subset's Gram matrix is not the whole one: coefficients differ
         full = combine_micro_batches([losses(slice(0, 8))], parameters, algorithm, 0.1)
         assert not np.allclose(full, whole)
+
+
+def test_a_step_checks_its_losses_once_and_accumulates_the_jacobian_in_place(monkeypatch):
+    """One finiteness check (a gather and host sync on several processes) per step, not per
+    micro-batch; the accumulated Jacobian is the one tensor written micro-batch by micro-batch."""
+    from moabench.core import gradients
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    x = torch.randn(8, 3)
+    parts = [lambda rows=rows: (model(x[rows]) ** 2).mean(dim=0) for rows in torch.arange(8).split(2)]
+    checks, written = [], []
+    check = gradients.check_finite_losses
+    monkeypatch.setattr(gradients, "check_finite_losses", lambda v: (checks.append(v), check(v)))
+    per_objective = gradients.per_objective_gradients
+
+    def spied(losses, parameters, into=None):
+        jacobian = per_objective(losses, parameters, into=into)
+        written.append(jacobian.data_ptr())
+        return jacobian
+
+    monkeypatch.setattr(gradients, "per_objective_gradients", spied)
+    jacobian, _ = gradients._accumulated_jacobian(parts, list(model.parameters()))
+    assert len(checks) == 1 and checks[0].shape == (8,)  # 4 micro-batches x 2 losses
+    assert len(set(written)) == 1  # in place
+    whole = per_objective((model(x) ** 2).mean(dim=0), list(model.parameters()))
+    torch.testing.assert_close(jacobian, whole)

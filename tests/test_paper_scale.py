@@ -408,3 +408,47 @@ def test_conciseness_is_shorter_than_the_running_mean_and_the_reference_at_evalu
     assert score([], ["aaaaaaa"], evaluation=False).tolist() == [0]  # running mean 11/3
     assert score([], ["aaa"], evaluation=False).tolist() == [1]  # 14/4 = 3.5
     assert score([], ["aa", "aaaa"], evaluation=True).tolist() == [1, 0]  # bar stays 3
+
+
+# --- generation at the papers' scale (issue 21) -------------------------------------------------
+
+
+def test_generation_takes_its_own_batch_size(local, monkeypatch):
+    from moabench.language import hub
+
+    sizes = []
+    generate = hub.generate_text
+
+    def spied(*args, **kwargs):
+        sizes.append(args[5])  # batch_size
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(hub, "generate_text", spied)
+    params = safety_paper(local, generation_batch_size=1, **ONLINE)
+    params.pop("batch_size")
+    assert execute(resolve_config("ls", "safety", [0.5, 0.5], 0, None, params)).status == "ok"
+    assert sizes and set(sizes) == {1}
+
+
+def test_adapters_are_merged_while_generating_and_the_base_weights_restored(local):
+    from moabench.core.algorithm import Paradigm
+    from moabench.language import hub
+    from moabench.language.params import LanguageParams, params_model
+
+    params = params_model(LanguageParams, "paper", Paradigm.ONLINE)(scale="paper", lora_rank=2)
+    policy, _ = hub.load_policy(local["policy"], params, hub.placement("cpu", None))
+    for name, parameter in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(parameter)  # adapters that change the outputs
+    policy.eval()
+    ids = torch.randint(5, 30, (2, 6))
+    with torch.no_grad():
+        unmerged = policy(input_ids=ids).logits
+        before = {n: p.clone() for n, p in policy.named_parameters()}
+        with hub.merged_adapters(policy):
+            assert all(m.merged for m in policy.modules() if hasattr(m, "merged_adapters"))
+            merged = policy(input_ids=ids).logits
+        after = dict(policy.named_parameters())
+    torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-5)
+    assert not any(m.merged for m in policy.modules() if hasattr(m, "merged_adapters"))
+    assert all(torch.equal(before[n], after[n]) for n in before)  # bit for bit
