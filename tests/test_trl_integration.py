@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -524,3 +525,22 @@ def test_bad_grpo_input_is_a_clear_error():
         grpo(advantage="ppo")
     with pytest.raises(ConfigError, match="gram_parameters must be one of all, last-block"):
         grpo(gram_parameters="first-block")
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (SimpleNamespace(deepspeed={"zero_optimization": {"stage": 3}}, fsdp=[]), {}, "ZeRO-3"),
+        (SimpleNamespace(deepspeed=None, fsdp=["full_shard"]), {}, "FSDP"),
+        (None, {"ACCELERATE_USE_FSDP": "true"}, "FSDP"),
+        (None, {"ACCELERATE_DEEPSPEED_ZERO_STAGE": "3"}, "ZeRO-3"),
+    ],
+)
+def test_sharded_parameters_are_refused(monkeypatch, args, env, message):
+    """ZeRO-3 and FSDP shard the parameters: each process's per-objective gradients would be
+    its shard's, and the Gram matrix silently wrong."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for make in (dpo, grpo):
+        with pytest.raises(ConfigError, match=f"{message} shards the parameters"):
+            make(args=args)

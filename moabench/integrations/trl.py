@@ -41,6 +41,8 @@ benchmark's own runs keep moabench's trainers: ARCHITECTURE.md, design decisions
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,6 +234,7 @@ class MultiObjectiveDPOTrainer(_RuleTrainer, DPOTrainer):
         )
         self.gram_parameters = _checked_gram_parameters(gram_parameters)
         self.step_coefficients = []
+        refuse_sharded_parameters(args)
         needs_margins = isinstance(self.algorithm, PreferenceLoss)
         if needs_margins and margin_columns is None:
             raise ConfigError(
@@ -312,6 +315,26 @@ class MultiObjectiveDPOTrainer(_RuleTrainer, DPOTrainer):
         return self.beta * (chosen - rejected)
 
 
+def refuse_sharded_parameters(args: Any) -> None:
+    """A `ConfigError` for ZeRO-3 or FSDP (in the trainer's `args` or accelerate's config): they
+    shard the parameters between the processes, so a process's per-objective gradients would be
+    its shard's, and the Gram matrix a wrong one without any error from torch."""
+    deepspeed = getattr(args, "deepspeed", None)
+    if isinstance(deepspeed, str) and os.path.isfile(deepspeed):
+        with open(deepspeed) as handle:
+            deepspeed = json.load(handle)
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    if isinstance(deepspeed, dict):
+        stage = deepspeed.get("zero_optimization", {}).get("stage", stage)
+    fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    if fsdp or str(stage) == "3":
+        raise ConfigError(
+            f"{'FSDP' if fsdp else 'DeepSpeed ZeRO-3'} shards the parameters between the "
+            "processes, and the Gram matrix needs each objective's gradient w.r.t. whole "
+            "parameters; use plain data parallelism (DDP) or ZeRO-1/2"
+        )
+
+
 def _check_dpo_args(args: Any) -> None:
     defaults = {
         "loss_type": ["sigmoid"],
@@ -390,6 +413,7 @@ class MultiObjectiveGRPOTrainer(_RuleTrainer, GRPOTrainer):
                 f"advantage must be one of {', '.join(get_args(Estimator))}, got {advantage!r}"
             )
         self.advantage = advantage
+        refuse_sharded_parameters(args)
         self.gram_parameters = _checked_gram_parameters(gram_parameters)
         self.step_coefficients = []
         self._shared_forward_output: list[Any] | None = None
