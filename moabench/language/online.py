@@ -59,10 +59,10 @@ from moabench.language.lm import Batch, last_block_parameters, select_rows, toke
 from moabench.language.params import LanguageParams
 from moabench.language.training import (
     EVALUATIONS_ALONG_TRAINING,
-    record_evaluation,
     gram_modules,
     make_optimizer,
     micro_batch_rows,
+    record_evaluation,
 )
 
 

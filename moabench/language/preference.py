@@ -37,6 +37,7 @@ from moabench.language.training import (
     gram_modules,
     make_optimizer,
     micro_batch_rows,
+    record_evaluation,
 )
 
 
@@ -112,8 +113,7 @@ def train_preference(
 
     for step in range(params.steps):
         if step % evaluate_every == 0:
-            output.trajectory.append(problem.evaluate(policy))
-            output.trajectory_steps.append(step)
+            record_evaluation(output, step, params.steps, problem.evaluate(policy))
         index = torch.randint(n, (params.batch_size,), generator=generator)[share]
         micro = index.split(micro_batch_size)
         try:
@@ -138,8 +138,7 @@ def train_preference(
     output.objectives = problem.evaluate(policy)
     if problem.capabilities is not None:
         output.capabilities = problem.capabilities(policy)
-    output.trajectory.append(output.objectives)
-    output.trajectory_steps.append(params.steps)
+    record_evaluation(output, params.steps, params.steps, output.objectives)
     output.steps = params.steps
     needs_gram = isinstance(algorithm, GramRule) and algorithm.needs_gram
     output.gradient_evaluations = params.steps * (m if needs_gram else 1)

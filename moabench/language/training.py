@@ -1,5 +1,5 @@
-"""What the preference and online trainers share: evaluation schedule, optimizer, reward checks,
-and the choice of the Gram matrix's engine (`gram_modules`)."""
+"""What the preference and online trainers share: evaluation schedule and its progress reports,
+optimizer, reward checks, and the choice of the Gram matrix's engine (`gram_modules`)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import torch
 from moabench.core.algorithm import Algorithm, GramRule
 from moabench.core.distributed import processes
 from moabench.core.errors import ConfigError
+from moabench.core.progress import report
+from moabench.core.task import RunOutput
 from moabench.language.lm import last_block_name
 
 if TYPE_CHECKING:
@@ -21,6 +23,14 @@ if TYPE_CHECKING:
 EVALUATION_SEED = 1234
 #: Evaluations along training (besides the final one): every steps // this steps.
 EVALUATIONS_ALONG_TRAINING = 4
+
+
+def record_evaluation(output: RunOutput, step: int, steps: int, objectives: list[float]) -> None:
+    """Add the evaluation after `step` of `steps` steps to the run's trajectory, and report it as
+    progress (`moabench.core.progress`: the command line shows it while the run trains)."""
+    output.trajectory.append(objectives)
+    output.trajectory_steps.append(step)
+    report(step, steps, objectives)
 
 
 def make_optimizer(params: LanguageParams, parameters: list[torch.Tensor]) -> torch.optim.Optimizer:
