@@ -11,9 +11,11 @@ record and prints. `sweep` under a launcher is an error: each process would run 
 from __future__ import annotations
 
 import json
+import math
 import signal
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
@@ -21,29 +23,54 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from moabench.core.algorithm import algorithms
-from moabench.core.distributed import data_parallel, launched_processes, rank
+from moabench.core.algorithm import Algorithm, Paradigm, algorithms
 from moabench.core.errors import ConfigError, describe_validation_error
-from moabench.core.preferences import PreferenceError, PreferenceNormalizedWarning
-from moabench.core.registry import UnknownNameError
-from moabench.core.task import tasks
-from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
+from moabench.core.preferences import PreferenceError, PreferenceNormalizedWarning, preference_text
+from moabench.core.progress import Progress as ProgressReport
+from moabench.core.progress import listening
+from moabench.core.registry import UnknownNameError, unknown_name_message
+from moabench.core.task import ObjectiveSpace, Task, tasks
+from moabench.language.params import applies_to
+from moabench.language.task import LanguageTask
 from moabench.runs.records import (
+    SEED_LIMIT,
     CorruptRecordError,
     committed_records_folder,
+    RunConfig,
+    RunRecord,
     compare_records,
     ensure_writable,
     load_records,
     provenance,
     write_record,
 )
-from moabench.runs.runner import execute, reresolve, resolve_config
-from moabench.runs.sweep import SweepConfig, SweepInterrupted, plan_sweep, run_sweep
+from moabench.runs.runner import (
+    RunError,
+    default_paradigm,
+    execute,
+    one_line,
+    pairs_with,
+    reresolve,
+    resolve_config,
+    run_label,
+)
+from moabench.runs.sweep import (
+    CONFIRM_ABOVE_RUNS,
+    PlanTooLargeError,
+    SweepConfig,
+    SweepInterrupted,
+    SweepStopped,
+    SweepSummary,
+    plan_sweep,
+    run_sweep,
+    usable_workers,
+)
 
 app = typer.Typer(
     help="moabench: benchmark multi-objective alignment algorithms.",
@@ -83,6 +110,9 @@ def user_errors() -> Iterator[None]:
         except (*USER_ERRORS, UsageError) as error:
             say(err, "error:", "red", error)
             raise typer.Exit(2) from None
+        except RunError as error:  # not bad input: the run's setup, a bug
+            say(err, "error:", "red", error)
+            raise typer.Exit(1) from None
 
 
 def parse_assignments(assignments: list[str] | None, option: str) -> dict[str, Any]:
@@ -106,59 +136,298 @@ def parse_numbers(text: str, option: str, kind: type = float) -> list[Any]:
         raise UsageError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
 
 
+def parse_seeds(text: str) -> list[int]:
+    """`--seeds 0,1,2` -> [0, 1, 2]; each 0 <= seed < 2**32."""
+    seeds = parse_numbers(text, "--seeds", int)
+    out_of_range = [seed for seed in seeds if not 0 <= seed < SEED_LIMIT]
+    if out_of_range:
+        raise UsageError(f"--seeds {text!r}: a seed is 0 <= seed < 2**32, got {out_of_range[0]}")
+    return seeds
+
+
+# --- progress: a run's steps, a sweep's runs ----------------------------------------------------
+
+#: Seconds between progress lines where the output is not a terminal (a log file, a pipe).
+LOG_EVERY_S = 10.0
+
+
+class _Every:
+    """True when called first, then at most once every `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.last = seconds, -math.inf
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if now - self.last < self.seconds:
+            return False
+        self.last = now
+        return True
+
+
+def _numbers(values: Sequence[float]) -> str:
+    return ", ".join(f"{value:.4g}" for value in values)
+
+
+@contextmanager
+def showing_run_progress(shown: bool = True) -> Iterator[None]:
+    """While a run trains, show its progress reports (`moabench.core.progress`): steps done of
+    the total and the objectives at the last evaluation, as a bar in a terminal and as a line at
+    most every `LOG_EVERY_S` seconds (and at the end) otherwise; one-off work as a notice."""
+    if not shown:
+        yield
+        return
+    if err.is_terminal:
+        columns = (
+            TextColumn("[bold]run"), BarColumn(), MofNCompleteColumn(), TextColumn("steps"),
+            TextColumn("{task.description}"), TimeElapsedColumn(),
+        )  # fmt: skip
+        with Progress(*columns, console=err, transient=True) as bar:
+            task = bar.add_task("", total=None)
+
+            def show(event: ProgressReport | str) -> None:
+                if isinstance(event, str):
+                    say(bar.console, "notice:", "yellow", event)
+                else:
+                    objectives = f"objectives {_numbers(event.objectives)}"
+                    bar.update(task, total=event.total, completed=event.done, description=objectives)
+
+            with listening(show):
+                yield
+        return
+    due = _Every(LOG_EVERY_S)
+
+    def log(event: ProgressReport | str) -> None:
+        if isinstance(event, str):
+            say(err, "notice:", "yellow", event)
+        elif due() or event.done == event.total:
+            say(err, "progress:", "bold", f"step {event.done}/{event.total}, objectives "
+                f"{_numbers(event.objectives)}")  # fmt: skip
+
+    with listening(log):
+        yield
+
+
+class SweepProgress:
+    """A sweep's progress: runs done of the total, failed, an estimate of the time left and the
+    runs in flight; a bar in a terminal, else a line at most every `every` seconds."""
+
+    def __init__(self, total: int, workers: int, every: float) -> None:
+        self.total, self.workers, self.due = total, workers, _Every(every)
+        self.done = self.failed = 0
+        self.queue: list[RunConfig] = []
+        self.started = time.monotonic()
+        self.bar: Progress | None = None
+
+    def __enter__(self) -> SweepProgress:
+        if console.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.description}"), console=err, transient=False,
+            )  # fmt: skip
+            self.bar.start()
+            self.task = self.bar.add_task("", total=self.total)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def pending(self, summary: SweepSummary, queue: Sequence[RunConfig]) -> None:
+        """The runs done before this sweep, and those to run in their order."""
+        self.done = summary.already_done + len(summary.kept)
+        self.queue, self.before, self.started = list(queue), self.done, time.monotonic()
+        self._show(force=True)
+
+    def record(self, record: RunRecord | None) -> None:
+        """A run finished (None: another sweep ran it)."""
+        key = None if record is None else record.config.key()
+        mine = [i for i, config in enumerate(self.queue) if config.key() == key]
+        if self.queue:
+            self.queue.pop(mine[0] if mine else 0)
+        self.done += 1
+        self.failed += record is not None and record.status != "ok"
+        self._show(force=self.done == self.total)
+
+    def status(self) -> str:
+        """'12/40 done, 1 failed, about 2 min left; running: ls on zdt1, w=[...], seed 0'."""
+        finished, left = self.done - self.before, self.total - self.done
+        if not left:
+            eta = ""
+        elif finished:
+            eta = f", about {_duration((time.monotonic() - self.started) / finished * left)} left"
+        else:
+            eta = ", time left: after the first run"
+        running = "; ".join(run_label(config) for config in self.queue[: self.workers])
+        return (
+            f"{self.done}/{self.total} done, {self.failed} failed{eta}"
+            + (f"; running: {running}" if running else "")
+        )
+
+    def _show(self, force: bool = False) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=self.done, description=self.status())
+        elif self.due() or force:
+            say(console, "sweep:", "bold", self.status())
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 class Executor(str, Enum):
     local = "local"
     ray = "ray"
 
 
-class Listing(str, Enum):
-    algorithms = "algorithms"
-    tasks = "tasks"
-    all = "all"
-
-
-def _format_params(defaults: dict[str, Any]) -> str:
+def _defaults(defaults: dict[str, Any]) -> str:
     return ", ".join(f"{name}={value!r}" for name, value in defaults.items()) or "-"
+
+
+def _objectives(space: ObjectiveSpace) -> str:
+    return ", ".join(
+        f"{name} ({'max' if up else 'min'})" for name, up in zip(space.names, space.maximize)
+    )
+
+
+def _runs_in(algorithm_cls: type[Algorithm], task_cls: type[Task]) -> str:
+    """The task's paradigms the algorithm runs in with its defaults, its default one first."""
+    offered = [p for p in task_cls.paradigms if pairs_with(algorithm_cls, p, {})]
+    if len(offered) > 1:
+        default = default_paradigm(algorithm_cls, task_cls.paradigms)
+        offered.sort(key=lambda p: p != default)
+        return f"{offered[0].value} (default), " + ", ".join(p.value for p in offered[1:])
+    return ", ".join(p.value for p in offered)
+
+
+def _table(*columns: str, title: str | None = None) -> Table:
+    return Table(*columns, title=title, title_justify="left", box=box.SIMPLE_HEAD)
+
+
+def _paradigms(cls: type[Algorithm]) -> str:
+    return ", ".join(p.value for p in Paradigm if p in cls.paradigms)
+
+
+def _algorithms_table(hyperparameters: bool) -> Table:
+    table = _table("algorithm", "paradigms", "description", title="Algorithms")
+    table.columns[1].max_width = 20
+    for cls in algorithms:
+        description = cls.description()
+        if hyperparameters:
+            description += f"\n{_defaults(cls.hyperparameters())}"
+        table.add_row(cls.name, _paradigms(cls), description)
+    return table
+
+
+def _tasks_table() -> Table:
+    table = _table("task", "objectives", "paradigms (default first)", title="Tasks")
+    for cls in tasks:
+        paradigms = ", ".join(p.value for p in cls.paradigms)
+        table.add_row(cls.name, _objectives(cls().space), paradigms)
+    return table
+
+
+def _parameter_tables(
+    cls: type[Algorithm] | type[Task], kind: str, where: Callable[[str], str | None]
+) -> list[Table]:
+    """Parameter, default and description: one table per `where(name)`, where they apply."""
+    fields = cls.parameters()
+    sections: dict[str | None, list[str]] = {}
+    for name in fields:
+        sections.setdefault(where(name), []).append(name)
+    tables = []
+    for place, names in sections.items():
+        table = _table("parameter", "default", "description", title=f"{kind} for {place}" if place else kind)
+        for name in names:
+            default = fields[name].get_default(call_default_factory=True)
+            table.add_row(name, repr(default), fields[name].description or "")
+        tables.append(table)
+    return tables
+
+
+def _show_task(cls: type[Task]) -> None:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("objectives", _objectives(cls().space))
+    paradigms = ", ".join(p.value for p in cls.paradigms)
+    facts.add_row("paradigms", f"{paradigms} (the first is the default)")
+    if issubclass(cls, LanguageTask):
+        scales = ", ".join(["tiny", *cls.paper_setups])
+        facts.add_row("scales", f"{scales} (--task-param scale=NAME; tiny is the default)")
+    facts.add_row("standard seeds", f"0-{cls.standard_seeds - 1}")
+    facts.add_row("parameters", "--task-param NAME=VALUE; below with their defaults")
+    console.print(Text.assemble((cls.name, "bold"), f": {cls.description()}"), facts, "")
+    language = issubclass(cls, LanguageTask)
+    where = applies_to if language else lambda name: None
+    console.print(*_parameter_tables(cls, "Parameters", where))
+    for scale, setup in getattr(cls, "paper_setups", {}).items():
+        defaults = _defaults(dict(setup.defaults))
+        console.print(f"Defaults at scale {scale}: {defaults}", highlight=False)
+    runs = _table("algorithm", "paradigms it runs in here", title="\nAlgorithms")
+    elsewhere = []
+    for algorithm_cls in algorithms:
+        paradigms = _runs_in(algorithm_cls, cls)
+        if paradigms:
+            runs.add_row(algorithm_cls.name, paradigms)
+        else:
+            elsewhere.append(algorithm_cls.name)
+    console.print(runs)
+    if elsewhere:
+        console.print(f"Not on {cls.name}: {', '.join(elsewhere)}", highlight=False)
+
+
+def _show_algorithm(cls: type[Algorithm]) -> None:
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row("paradigms", _paradigms(cls))
+    if cls.home_paradigm is not None:
+        facts.add_row("home paradigm", cls.home_paradigm.value)
+    if cls.parameters():
+        facts.add_row("hyperparameters", "--param NAME=VALUE; below with their defaults")
+    console.print(Text.assemble((cls.name, "bold"), f": {cls.description()}"), facts, "")
+    tables = _parameter_tables(cls, "Hyperparameters", lambda name: None)
+    console.print(*tables or ["No hyperparameters."])
+    runs = _table("task", "paradigms it runs in", title="\nTasks")
+    for task_cls in tasks:
+        paradigms = _runs_in(cls, task_cls)
+        if paradigms:
+            runs.add_row(task_cls.name, paradigms)
+    console.print(runs)
 
 
 @app.command("list")
 def list_entries(
-    what: Annotated[Listing, typer.Argument(help="what to list")] = Listing.all,
+    name: Annotated[
+        str | None,
+        typer.Argument(
+            help="a task or an algorithm: its parameters, defaults and pairings; or 'algorithms' "
+            "(with their hyperparameters) or 'tasks'",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """List the registered algorithms and tasks with their paradigms and hyperparameters."""
-    if what in (Listing.algorithms, Listing.all):
-        table = Table(
-            "algorithm",
-            "description",
-            "paradigms",
-            "hyperparameters (defaults)",
-            title="Algorithms",
-        )
-        for cls in algorithms:
-            paradigms = ", ".join(sorted(p.value for p in cls.paradigms))
-            table.add_row(
-                cls.name, cls.description(), paradigms, _format_params(cls.hyperparameters())
-            )
-        console.print(table)
-    if what in (Listing.tasks, Listing.all):
-        table = Table(
-            "task", "description", "paradigm", "objectives", "parameters (defaults)", title="Tasks"
-        )
-        for cls in tasks:
-            space = cls().space
-            objectives = ", ".join(
-                f"{name} ({'max' if up else 'min'})"
-                for name, up in zip(space.names, space.maximize)
-            )
-            table.add_row(
-                cls.name,
-                cls.description(),
-                ", ".join(p.value for p in cls.paradigms),
-                objectives,
-                _format_params(cls.hyperparameters()),
-            )
-        console.print(table)
-
+    """List the algorithms and the tasks; `moabench list NAME` shows one task (objectives,
+    paradigms, scales, parameters and defaults, the algorithms that run on it) or one algorithm."""
+    with user_errors():
+        if name is None or name in ("algorithms", "tasks"):
+            if name != "tasks":
+                console.print(_algorithms_table(hyperparameters=name == "algorithms"))
+            if name != "algorithms":
+                console.print(_tasks_table())
+            if name is None:
+                console.print("moabench list NAME: one task's or algorithm's parameters")
+        elif name in tasks:
+            _show_task(tasks.get(name))
+        elif name in algorithms:
+            _show_algorithm(algorithms.get(name))
+        else:
+            known = ["algorithms", "tasks", *tasks.names(), *algorithms.names()]
+            raise UnknownNameError(unknown_name_message("task or algorithm", name, known))
 
 @app.command()
 def run(
@@ -167,7 +436,9 @@ def run(
     preference: Annotated[
         str | None, typer.Option(help="comma-separated weights; default uniform")
     ] = None,
-    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=SEED_LIMIT - 1, help="random seed, 0 <= seed < 2**32")
+    ] = 0,
     param: Annotated[
         list[str] | None, typer.Option("--param", help="algorithm hyperparameter NAME=VALUE")
     ] = None,
@@ -180,7 +451,7 @@ def run(
 ) -> None:
     """Run one algorithm on one task at one preference and write its record. Under a launcher
     (accelerate launch, torchrun) its processes train it data-parallel; process 0 writes."""
-    with user_errors(), data_parallel():
+    with user_errors():
         weights = None if preference is None else parse_numbers(preference, "--preference")
         config = resolve_config(
             algo,
@@ -191,7 +462,16 @@ def run(
             parse_assignments(task_param, "--task-param"),
         )
         ensure_writable(results_dir)
-        record = execute(config)
+    from moabench.core.distributed import data_parallel, rank  # torch: the run's, not its errors'
+
+    with user_errors(), data_parallel():
+        try:
+            with showing_run_progress(shown=rank() == 0):
+                record = execute(config, results_dir)
+        except (*USER_ERRORS, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - the cache, a model, a bug: one line
+            raise RunError(f"{run_label(config)}: {one_line(error)}; no record written") from None
         if rank() > 0:  # the same record as process 0's, which writes it
             return
         path = write_record(record, results_dir)
@@ -199,19 +479,20 @@ def run(
         say(err, "run failed:", "red", f"{record.reason} (record: {path})")
         raise typer.Exit(1)
     names = record.objective_space["names"]
-    table = Table(
-        "objective",
-        "value",
-        title=f"{algo} on {task} ({record.paradigm} training), w = {config.preference}, seed {seed}",
-    )
+    console.print(
+        f"{algo} on {task} ({record.paradigm} training), w = {preference_text(config.preference)}, "
+        f"seed {seed}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
+    table = Table("objective", "value", box=box.SIMPLE_HEAD)
     for name, value in zip(names, record.objectives or []):
         table.add_row(name, f"{value:.6g}")
     console.print(table)
     console.print(
         f"{record.cost.steps} steps, {record.cost.gradient_evaluations} gradient evaluations, "
         f"{record.cost.wall_time_s:.2f} s; record: {path}",
-        highlight=False,
-    )
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 def _split(values: str | None) -> list[str] | None:
@@ -233,7 +514,8 @@ def sweep(
     seeds: Annotated[
         str | None,
         typer.Option(
-            help="comma-separated seeds [each task's standard seeds: 0-9 analytic, 0-4 language]"
+            help="comma-separated seeds, 0 <= seed < 2**32 [each task's standard seeds: 0-9 "
+            "analytic, 0-4 language]"
         ),
     ] = None,
     partitions: Annotated[
@@ -243,7 +525,12 @@ def sweep(
         Path | None, typer.Option(help="a JSON sweep file; command-line options override it")
     ] = None,
     workers: Annotated[
-        int, typer.Option(min=1, help="local worker processes (Ray: CPUs of a local instance)")
+        int,
+        typer.Option(
+            min=1,
+            help="local worker processes (Ray: CPUs of a local instance); capped at this "
+            "machine's CPUs and at 512 MiB of available memory each",
+        ),
     ] = 1,
     results_dir: Annotated[Path, typer.Option(help="where run records are written")] = Path(
         "results"
@@ -264,9 +551,56 @@ def sweep(
             "--allow-dirty", help="write into leaderboard/ from uncommitted source all the same"
         ),
     ] = False,
+    yes: Annotated[
+        bool,
+        typer.Option(
+            "--yes", help=f"run a sweep of more than {CONFIRM_ABOVE_RUNS:,} runs all the same"
+        ),
+    ] = False,
+    param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--param",
+            help="NAME=VALUE for every algorithm of the sweep that has the hyperparameter NAME",
+        ),
+    ] = None,
+    task_param: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--task-param", help="NAME=VALUE for every task of the sweep that has the parameter"
+        ),
+    ] = None,
+    log_every: Annotated[
+        float,
+        typer.Option(
+            min=0, help="seconds between progress lines when stdout is not a terminal (a log)"
+        ),
+    ] = LOG_EVERY_S,
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
+        sweep_config = _load_sweep_config(config)
+        shared = parse_assignments(param, "--param")
+        shared_task = parse_assignments(task_param, "--task-param")
+        overrides = {
+            "algorithms": _split(algo),
+            "tasks": _split(task),
+            "seeds": parse_seeds(seeds) if seeds else None,
+            "partitions": partitions,
+            "algorithm_params": _for_every(algorithms, shared, sweep_config.algorithm_params),
+            "task_params": _for_every(tasks, shared_task, sweep_config.task_params),
+        }
+        sweep_config = sweep_config.model_copy(
+            update={k: v for k, v in overrides.items() if v is not None}
+        )
+        try:
+            plan = plan_sweep(sweep_config, limit=None if yes else CONFIRM_ABOVE_RUNS)
+        except PlanTooLargeError as error:
+            raise UsageError(f"{error} with --yes") from None
+        _check_used(plan.configs, shared, "--param", "algorithm")
+        _check_used(plan.configs, shared_task, "--task-param", "task")
+        from moabench.core.distributed import launched_processes  # torch
+
         if launched_processes() > 1:
             raise UsageError(
                 f"sweep under a launcher of {launched_processes()} processes: each would run the "
@@ -280,65 +614,93 @@ def sweep(
                 "has uncommitted changes (git status): records committed with the standings must "
                 "come from a commit that reproduces them. Commit first, or pass --allow-dirty"
             )
-        sweep_config = _load_sweep_config(config)
-        overrides = {
-            "algorithms": _split(algo),
-            "tasks": _split(task),
-            "seeds": parse_numbers(seeds, "--seeds", int) if seeds else None,
-            "partitions": partitions,
-        }
-        sweep_config = sweep_config.model_copy(
-            update={k: v for k, v in overrides.items() if v is not None}
-        )
-        plan = plan_sweep(sweep_config)
+        runs = len({c.key() for c in plan.configs})
+        say(err, "plan:", "bold", f"{runs:,} runs; records in {results_dir}")
+        capped = usable_workers(workers) if executor == Executor.local else workers
+        if capped < workers:
+            say(err, "notice:", "yellow", f"--workers {workers} capped at {capped}: this "
+                "machine's CPUs, and 512 MiB of available memory per worker")  # fmt: skip
         for algorithm_name, task_name in plan.unsupported:
             err.print(
                 f"notice: {algorithm_name} does not support {task_name}; left out (n/a)",
                 highlight=False,
             )
-        with Progress(
-            TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=err, transient=False,
-        ) as progress:  # fmt: skip
-            bar = progress.add_task("runs", total=len({c.key() for c in plan.configs}))
+        with SweepProgress(runs, capped, log_every) as progress:
             try:
                 summary = run_sweep(
                     plan.configs,
                     results_dir,
-                    workers=workers,
-                    on_record=lambda record: progress.advance(bar),
+                    workers=capped,
+                    on_record=progress.record,
                     executor=executor.value,
                     ray_address=address,
                     gpus_per_run=gpus_per_run,
                     retry_failed=retry_failed,
+                    on_pending=progress.pending,
                 )
             except SweepInterrupted as stop:
-                signal.signal(signal.SIGINT, signal.SIG_IGN)  # stopping already; say so and exit
+                for number in (signal.SIGINT, signal.SIGTERM):  # stopping already: say so, exit
+                    signal.signal(number, signal.SIG_IGN)
                 progress.stop()
-                done = stop.summary
-                say(
-                    err,
-                    "interrupted:",
-                    "yellow",
-                    f"{done.ok + len(done.failed)} runs finished in this sweep "
-                    f"({done.already_done} of the {done.total} were done before); "
-                    "run the same command again to resume",
-                )
-                raise typer.Exit(130) from None
-            progress.advance(bar, summary.already_done)
+                _report_kept(stop.summary.kept)
+                say(err, "interrupted:", "yellow", _finished_before(stop.summary))
+                raise typer.Exit(128 + stop.signal_number) from None
+            except SweepStopped as stop:
+                progress.stop()
+                _report_kept(stop.summary.kept)
+                say(err, "error:", "red", stop.error)
+                say(err, "stopped:", "red", _finished_before(stop.summary))
+                raise typer.Exit(1) from None
+    _report_kept(summary.kept)
     console.print(
         f"{summary.total} runs: {summary.already_done} already done, {summary.ok} ok, "
         f"{len(summary.failed)} failed"
         + (f", {summary.elsewhere} run by another sweep" if summary.elsewhere else "")
+        + (f", {len(summary.kept)} kept unread (see the warnings)" if summary.kept else "")
         + f"; records in {results_dir}",
         highlight=False,
     )
     for record in summary.failed:
-        err.print(
-            f"failed: {record.config.algorithm} on {record.config.task} w={record.config.preference} "
-            f"seed={record.config.seed}: {record.reason}",
-            highlight=False,
-        )
+        say(err, "failed:", "red", f"{run_label(record.config)}: {record.reason}")
+
+
+def _for_every(
+    registry: Any, params: dict[str, Any], per_name: dict[str, dict[str, Any]]
+) -> dict[str, dict[str, Any]] | None:
+    """`per_name` (a sweep file's parameters by name) with each of `params` added for every
+    registered name that has that parameter (the command line wins); None without `params`."""
+    if not params:
+        return None
+    merged = {name: dict(values) for name, values in per_name.items()}
+    for name in registry.names():
+        mine = {k: v for k, v in params.items() if k in registry.get(name).hyperparameters()}
+        if mine:
+            merged[name] = merged.get(name, {}) | mine
+    return merged
+
+
+def _check_used(configs: list[RunConfig], params: dict[str, Any], option: str, kind: str) -> None:
+    """A `UsageError` for a parameter that no run of the sweep has."""
+    known = sorted({name for c in configs for name in getattr(c, f"{kind}_params")})
+    for name in params:
+        if name not in known:
+            raise UsageError(
+                f"{option} {name}: no {kind} of this sweep has this parameter; "
+                + unknown_name_message(f"{kind} parameter", name, known)
+            )
+
+
+def _finished_before(summary: SweepSummary) -> str:
+    return (
+        f"{summary.ok + len(summary.failed)} runs finished in this sweep ({summary.already_done} "
+        f"of the {summary.total} were done before); run the same command again to resume"
+    )
+
+
+def _report_kept(kept: list[tuple[Path, str]]) -> None:
+    for path, reason in kept:
+        say(err, "warning:", "yellow", f"kept {path} as it is, and did not run it again: "
+            f"{reason} (move the file away to run it again)")  # fmt: skip
 
 
 def _load_sweep_config(path: Path | None) -> SweepConfig:
@@ -384,6 +746,8 @@ def leaderboard(
 ) -> None:
     """Rank algorithms per task from the run records; write LEADERBOARD.md, CSV files, the web
     page and plots."""
+    from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard  # pandas
+
     with user_errors():
         if not results_dir.is_dir():
             raise UsageError(f"--results-dir {results_dir}: no such folder")
@@ -406,10 +770,12 @@ def leaderboard(
             return
         result = build_leaderboard(results_dir, out, partitions=partitions)
     _report_skipped(result.skipped)
+    plots = f", the plots in {out / 'plots'}" if (out / "plots").is_dir() else ""
     console.print(
-        f"wrote {out / 'LEADERBOARD.md'} ({len(result.tables)} task tables) and plots in {out / 'plots'}",
-        highlight=False,
-    )
+        f"wrote {out / 'LEADERBOARD.md'} ({len(result.tables)} task tables), its CSV files"
+        f"{plots}; the web page: {out / 'site' / 'index.html'}",
+        highlight=False, soft_wrap=True,
+    )  # fmt: skip
 
 
 @app.command()
@@ -459,3 +825,4 @@ def reproduce(
 def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
     for path, reason in skipped:
         say(err, "warning:", "yellow", f"skipped {path}: {reason}")
+

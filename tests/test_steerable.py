@@ -22,6 +22,7 @@ import torch
 from moabench.core.algorithm import make_algorithm
 from moabench.core.errors import ConfigError
 from moabench.core.task import tasks
+from moabench.evaluation import fronts, load_results
 from moabench.language import steering, tiny
 from moabench.language.advantages import advantages as group_advantages
 from moabench.runs import runner
@@ -114,6 +115,13 @@ def test_a_sweep_trains_each_expert_once_and_a_resumed_sweep_trains_nothing(tmp_
         assert record.cost.gradient_evaluations == 0
     assert run_sweep(plan.configs, tmp_path).already_done == 6
     assert len(trained) == 2
+    # the front's compute counts the experts once (LS: one backward pass per step)
+    per_front = fronts(load_results(tmp_path), partitions=2).set_index("algorithm")
+    expert_evaluations = sum(r.cost.gradient_evaluations for r in experts.values())
+    assert expert_evaluations == 2 * FAST["steps"]
+    assert per_front.loc["rewarded-soups", "gradient_evaluations"] == expert_evaluations
+    assert per_front.loc["mod", "gradient_evaluations"] == expert_evaluations
+    assert per_front.loc["mod", "wall_time"] > sum(r.cost.wall_time_s for r in experts.values())
 
 
 def test_an_ls_run_at_a_vertex_keeps_its_policy_for_the_steerable_methods(tmp_path, monkeypatch):

@@ -394,7 +394,7 @@ def own_online_step(path: str, algorithm, generation):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule", ["mgda", "pama", "ls", "dynamic-weighting"])
+@pytest.mark.parametrize("rule", ["mgda", "pama", "ls", "dynamic-weighting", "gdpo"])
 def test_a_grpo_step_equals_moabenchs_trainer_on_the_same_batch(policy_path, rule, tmp_path):
     """trl's samples replayed through `train_online`: same advantages, same coefficients (to
     1e-6), same parameters after one SGD step (a Gram rule, an advantage rule, scalarised
@@ -413,6 +413,40 @@ def test_a_grpo_step_equals_moabenchs_trainer_on_the_same_batch(policy_path, rul
         assert not np.allclose(algorithm.weights, [0.5, 0.5], atol=1e-4)  # they moved
         np.testing.assert_allclose(trainer.algorithm.weights, algorithm.weights, atol=1e-6)
     assert_same_step(trainer.model, policy, policy_path)
+
+
+@pytest.mark.slow
+def test_gdpo_gives_trls_own_normalize_then_sum_advantages(policy_path, tmp_path):
+    """GDPO through the subclass and trl's own `multi_objective_aggregation="normalize_then_sum"`
+    with `reward_weights` = the preference: the same samples get the same advantages."""
+    from trl import GRPOConfig, GRPOTrainer
+
+    ours, generation = trl_grpo_step(policy_path, "gdpo", tmp_path / "ours")
+    _, tokenizer = load(policy_path)
+    args = GRPOConfig(
+        **common_args(tmp_path / "trl"), per_device_train_batch_size=len(PROMPTS) * GROUP,
+        num_generations=GROUP, max_completion_length=COMPLETION_TOKENS, beta=0.0, epsilon=0.2,
+        num_iterations=1, loss_type="dapo", temperature=1.0, top_p=1.0, top_k=0,
+        disable_dropout=True, shuffle_dataset=False, reward_weights=[0.6, 0.4],
+        multi_objective_aggregation="normalize_then_sum",
+    )  # fmt: skip
+    theirs = GRPOTrainer(
+        policy_path, [liked, short], args=args, processing_class=tokenizer,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+    )  # fmt: skip
+    batches = []
+    generate = theirs._generate_and_score_completions
+    theirs._generate_and_score_completions = lambda inputs: batches.append(generate(inputs)) or (
+        batches[-1]
+    )
+    theirs.train()
+    torch.testing.assert_close(batches[0]["completion_ids"], generation["completion_ids"])
+    torch.testing.assert_close(batches[0]["advantages"], generation["advantages"], atol=1e-5, rtol=0)
+
+
+def test_gdpo_in_trl_refuses_another_advantage_estimator():
+    with pytest.raises(ConfigError, match="grpo advantages"):
+        grpo(rule="gdpo", advantage="rloo")
 
 
 # --- the README's example -----------------------------------------------------------------------

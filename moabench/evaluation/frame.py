@@ -74,7 +74,9 @@ RECORD_COLUMNS = {
     "nadir": "nadir point of the normalisation (tuple)",
     "steps": "training steps",
     "gradient_evaluations": "per-objective gradient evaluations",
-    "wall_time_s": "wall time of the run (s)",
+    "wall_time_s": "wall time of the run (s); a steerable method's: its steering's alone",
+    "shared_training": "a steerable method's shared trainings, (key, gradient evaluations, "
+    "wall time) each, counted once per front (tuple)",
     "trajectory_steps": "training steps of the evaluated checkpoints (tuple)",
     "trajectory_objectives": "objective vectors at those checkpoints (tuple of tuples)",
 }
@@ -159,6 +161,10 @@ def _row(record: RunRecord) -> dict[str, Any]:
         "steps": record.cost.steps,
         "gradient_evaluations": record.cost.gradient_evaluations,
         "wall_time_s": record.cost.wall_time_s,
+        "shared_training": tuple(
+            (shared.key, shared.cost.gradient_evaluations, shared.cost.wall_time_s)
+            for shared in record.shared_training
+        ),
         "trajectory_steps": tuple(record.trajectory.steps),
         "trajectory_objectives": tuple(tuple(p) for p in record.trajectory.objectives),
     }
@@ -393,12 +399,17 @@ def _front_values(front: list, space: ObjectiveSpace, reference: Reference) -> d
         if checkpoints
         else (math.nan, math.nan)
     )
+    # the front's compute: every run's own, plus each shared training (a steerable method's
+    # experts) once, however many of the front's records point to it
+    shared = {key: cost for r in front for key, *cost in r.shared_training}
     evaluations = float(sum(r.gradient_evaluations for r in front))
+    evaluations += float(sum(cost[0] for cost in shared.values()))
     values["gradient_evaluations"] = evaluations
     values["hypervolume_per_kilo_evaluation"] = (
         1000 * values["hypervolume"] / evaluations if evaluations else math.nan
     )
     values["wall_time"] = float(sum(r.wall_time_s for r in front))
+    values["wall_time"] += float(sum(cost[1] for cost in shared.values()))
     hv_reference = reference.hypervolume
     values["score"] = values["hypervolume"] / hv_reference if hv_reference > 0 else math.nan
     return values

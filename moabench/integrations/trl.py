@@ -23,6 +23,9 @@ algorithm observes their mean (and, if it `observes_gradients`, the Gram matrix 
 per-objective losses), then
 - a rule that scalarises the rewards (`online_reward`: ls's default MORLHF order,
   dynamic-weighting) gets the advantage of the scalarised reward, and trl's loss as it is;
+- a rule whose advantage is the whole batch's (`rollout_advantage`: gdpo) gets that advantage,
+  from the m advantages of the gathered rewards, and trl's loss as it is (gdpo's equals trl's own
+  `multi_objective_aggregation="normalize_then_sum"`);
 - otherwise every objective gets its own advantage A_i (`moabench.language.advantages`; GRPO's
   group normalisation by default): an `AdvantageRule` (pama) combines them per token into one
   advantage for trl's loss, and a `GramRule` combines the m losses L_i = trl's loss with
@@ -46,6 +49,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -60,6 +64,7 @@ from moabench.core.algorithm import (
     GramRule,
     Paradigm,
     PreferenceLoss,
+    SteerableMethod,
     algorithms,
 )
 from moabench.core.errors import ConfigError
@@ -90,12 +95,11 @@ def make_rule(
 ) -> Algorithm:
     """The registered algorithm `name`, or a `ConfigError` naming those that run in `paradigm`
     (an unknown name is an `UnknownNameError` listing the known ones)."""
-    kinds = (
-        (GramRule, PreferenceLoss) if paradigm == Paradigm.PREFERENCE else (GramRule, AdvantageRule)
-    )
 
     def runs(cls: type[Algorithm]) -> bool:
-        return cls.supports(paradigm) and issubclass(cls, kinds)
+        if paradigm == Paradigm.PREFERENCE:
+            return cls.supports(paradigm) and issubclass(cls, GramRule | PreferenceLoss)
+        return cls.supports(paradigm) and not issubclass(cls, SteerableMethod)
 
     cls = algorithms.get(name)
     if not runs(cls):
@@ -412,6 +416,7 @@ class MultiObjectiveGRPOTrainer(_RuleTrainer, GRPOTrainer):
             raise ConfigError(
                 f"advantage must be one of {', '.join(get_args(Estimator))}, got {advantage!r}"
             )
+        type(self.algorithm).check_task_params(SimpleNamespace(advantage=advantage))
         self.advantage = advantage
         refuse_sharded_parameters(args)
         self.gram_parameters = _checked_gram_parameters(gram_parameters)
@@ -444,20 +449,25 @@ class MultiObjectiveGRPOTrainer(_RuleTrainer, GRPOTrainer):
         n = len(batch["completion_ids"])
         local = slice(self.accelerator.process_index * n, (self.accelerator.process_index + 1) * n)
 
-        def local_advantages(values: np.ndarray) -> torch.Tensor:
+        def estimated(values: np.ndarray) -> torch.Tensor:
+            """(N, k) rewards -> (k, N) advantages, the global batch's."""
             grouped = values.reshape(-1, self.num_generations, values.shape[1])
-            estimated = estimate_advantages(grouped, self.advantage).reshape(len(values), -1)
-            return torch.as_tensor(
-                estimated[local], dtype=torch.float32, device=self.accelerator.device
-            )
+            advantage = estimate_advantages(grouped, self.advantage).reshape(len(values), -1)
+            return torch.as_tensor(advantage.T, dtype=torch.float32)
 
-        batch[ADVANTAGES] = local_advantages(rewards)
+        def local_advantages(values: torch.Tensor) -> torch.Tensor:
+            """(k, N) -> this process's (n, k)."""
+            return values.T[local].to(self.accelerator.device)
+
+        batch[ADVANTAGES] = local_advantages(estimated(rewards))
         if self.algorithm.observes_gradients:  # the weights move on this step's gradients
             gram = self._gram(self.model, self._objective_losses(self.model, batch))
             self.algorithm.observe_gram(gram, self._get_learning_rate())
         scalarised = self.algorithm.online_reward(rewards)
-        if scalarised is not None:
-            batch["advantages"] = local_advantages(scalarised)[:, 0]
+        whole_batch = self.algorithm.rollout_advantage(estimated(rewards))  # GDPO
+        one = estimated(scalarised) if scalarised is not None else whole_batch
+        if one is not None:
+            batch["advantages"] = local_advantages(one)[:, 0]
             del batch[ADVANTAGES]
         return batch
 
