@@ -313,7 +313,7 @@ def collectives_worker(index: int, port: int, out: str) -> None:
             parameter.grad = torch.full_like(parameter, float(index + 1))
         distributed.BUCKET = 7  # several buckets of a few tensors each
         distributed.average_gradients(list(model.parameters()))
-        score = ShorterThanRunningMean(lambda responses: np.array([len(r) for r in responses], float))
+        score = ShorterThanRunningMean(lambda texts: np.array([len(t) for t in texts], float))
         shares = (["aaa", "a" * 9], ["a", "aaa"])  # lengths 3, 9 | 1, 3: global mean 4
         torch.save(
             {
@@ -375,7 +375,8 @@ def test_a_device_index_under_a_launcher_is_an_error(monkeypatch, option):
 
     monkeypatch.setattr(distributed, "processes", lambda: 2)
     prefix = "reward_" if option == "reward_device" else ""
-    with pytest.raises(ConfigError, match=f"{prefix}device='cuda:1' on 2 processes.*without an index"):
+    message = f"{prefix}device='cuda:1' on 2 processes.*without an index"
+    with pytest.raises(ConfigError, match=message):
         hub.placement("cuda:1", None, prefix)
 
 

@@ -89,7 +89,8 @@ def test_a_step_checks_its_losses_once_and_accumulates_the_jacobian_in_place(mon
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 2)
     x = torch.randn(8, 3)
-    parts = [lambda rows=rows: (model(x[rows]) ** 2).mean(dim=0) for rows in torch.arange(8).split(2)]
+    rows = torch.arange(8).split(2)
+    parts = [lambda part=part: (model(x[part]) ** 2).mean(dim=0) for part in rows]
     checks, written = [], []
     check = gradients.check_finite_losses
     monkeypatch.setattr(gradients, "check_finite_losses", lambda v: (checks.append(v), check(v)))

@@ -56,7 +56,8 @@ def launched_processes() -> int:
 
 def _accelerate_started_one_of_several() -> bool:
     """accelerate's simple launcher sets MASTER_ADDR only when asked for several processes."""
-    return os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true" and "MASTER_ADDR" in os.environ
+    cpu = os.environ.get("ACCELERATE_USE_CPU", "").lower() == "true"
+    return cpu and "MASTER_ADDR" in os.environ
 
 
 @contextmanager

@@ -330,7 +330,9 @@ def refuse_sharded_parameters(args: Any) -> None:
     stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
     if isinstance(deepspeed, dict):
         stage = deepspeed.get("zero_optimization", {}).get("stage", stage)
-    fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true")
+    fsdp = bool(getattr(args, "fsdp", None)) or os.environ.get(
+        "ACCELERATE_USE_FSDP", ""
+    ).lower() in ("1", "true")
     if fsdp or str(stage) == "3":
         raise ConfigError(
             f"{'FSDP' if fsdp else 'DeepSpeed ZeRO-3'} shards the parameters between the "
