@@ -2,19 +2,21 @@
 
 The training loop is projected gradient descent: from a seeded starting point, `steps` updates
 x <- clip(x - lr * sum_i a_i grad f_i(x), lower, upper), the coefficients a from the algorithm.
+torch is imported where it is used: registering the problems (`moabench list`) does not import it.
 """
 
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
 from pydantic import Field
 
 from moabench.core.algorithm import Algorithm, GramRule, Paradigm
-from moabench.core.gradients import check_finite_losses, combine, rule_direction
 from moabench.core.task import DivergedError, RunOutput, Task, TaskParams
+
+if TYPE_CHECKING:
+    import torch
 
 #: Most trajectory points recorded along a run (from step 0), plus the final point.
 TRAJECTORY_POINTS = 20
@@ -45,6 +47,8 @@ class AnalyticProblem(Task):
 
     def initial_point(self, generator: torch.Generator) -> torch.Tensor:
         """A uniformly random point of the box, drawn from `generator`."""
+        import torch
+
         lower, upper = self.lower(), self.upper()
         u = torch.rand(self.n_var, generator=generator, dtype=torch.float64)
         return lower + u * (upper - lower)
@@ -52,6 +56,8 @@ class AnalyticProblem(Task):
     def jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """f(x) and its (m, n_var) Jacobian in one backward pass: row i of a batch of m copies of
         x only feeds f_i, so the gradient of sum_i f_i(copy_i) w.r.t. the batch is the Jacobian."""
+        import torch
+
         m = self.space.n_objectives
         copies = x.detach().expand(m, -1).clone().requires_grad_(True)
         values = self.evaluate(copies)
@@ -62,6 +68,8 @@ class AnalyticProblem(Task):
         self, x: torch.Tensor, algorithm: GramRule, learning_rate: float
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """f(x) and the algorithm's descent direction at x."""
+        from moabench.core.gradients import check_finite_losses, combine, rule_direction
+
         if algorithm.needs_gram:
             objectives, jacobian = self.jacobian(x)
             check_finite_losses(objectives)
@@ -72,6 +80,10 @@ class AnalyticProblem(Task):
         return objectives.detach(), x.grad
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        import torch
+
+        from moabench.core.gradients import check_finite_losses
+
         if not isinstance(algorithm, GramRule):
             raise TypeError(f"{algorithm.name} is not a gradient combination rule")
         steps, learning_rate = self.params.steps, self.params.learning_rate

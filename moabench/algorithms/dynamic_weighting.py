@@ -43,7 +43,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy.special import log_softmax
 
 from moabench.core.algorithm import GramRule, Paradigm, register_algorithm
 from moabench.core.errors import ConfigError
@@ -77,6 +76,8 @@ def mirror_descent_step(
     weights: np.ndarray, gram: np.ndarray, learning_rate: float, mu: float
 ) -> np.ndarray:
     """w <- softmax(log w + eta * I / mu) with the influence I = H 1."""
+    from scipy.special import log_softmax  # on use: registering the algorithms imports no scipy
+
     influence = gram.sum(axis=1)
     with np.errstate(divide="ignore"):
         logits = np.log(weights) + learning_rate * influence / mu

@@ -24,15 +24,16 @@ the most-weighted objective (so w_k >= 1/m and 1/w_k stays finite; the paper use
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
 
 from moabench.core.algorithm import PreferenceLoss, register_algorithm
 from moabench.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
 
 
 def modpo_loss(
@@ -43,6 +44,8 @@ def modpo_loss(
     k: int,
 ) -> torch.Tensor:
     """Eq. 7 on a batch, with pairs oriented by objective k's label (y_w = y_a when s_k = +1)."""
+    import torch.nn.functional as F  # on use: registering the algorithms imports no torch
+
     others = [i for i in range(len(weights)) if i != k]
     margin_rewards = (
         weights[others] @ reward_differences[others]
@@ -83,5 +86,7 @@ class MODPO(PreferenceLoss):
     def loss(
         self, margins: torch.Tensor, signs: torch.Tensor, reward_differences: torch.Tensor
     ) -> torch.Tensor:
+        import torch
+
         weights = torch.as_tensor(self.preference, dtype=margins.dtype, device=margins.device)
         return modpo_loss(margins, signs, reward_differences.to(margins.dtype), weights, self.k)

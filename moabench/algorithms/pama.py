@@ -12,16 +12,20 @@ discards the per-sample signal). PAMA finds Pareto-stationary points and ignores
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
 from pydantic import BaseModel, ConfigDict, Field
 
 from moabench.core.algorithm import AdvantageRule, register_algorithm
 
+if TYPE_CHECKING:
+    import torch
+
 
 def zero_projected(low: torch.Tensor, high: torch.Tensor) -> torch.Tensor:
     """The point of [low, high] closest to 0, elementwise."""
+    import torch  # on use: registering the algorithms (`moabench list`) imports no torch
+
     return torch.clamp(torch.zeros_like(low), min=low, max=high)
 
 
@@ -34,6 +38,8 @@ def pama_advantage(
 ) -> torch.Tensor:
     """Combined advantage (n, T) from per-objective advantages (m, n, T), ratios (n, T) and the
     response-token mask (n, T); `level="batch"` averages over the response tokens only."""
+    import torch
+
     noon = advantages.clamp(min=0)
     influence = torch.where(ratios > 1 + epsilon, torch.zeros_like(noon), noon)
     if level == "token":
@@ -46,6 +52,8 @@ def pama_advantage(
 def simplex_weights_zeroing(values: torch.Tensor) -> torch.Tensor:
     """argmin over the simplex of (sum_i c_i v_i)^2: a mix of the smallest and largest value that
     sums to 0 when they straddle 0, else all weight on the value closest to 0."""
+    import torch
+
     low, high = int(values.argmin()), int(values.argmax())
     weights = torch.zeros_like(values)
     if values[low] <= 0 <= values[high] and values[high] > values[low]:

@@ -9,8 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-from torchjd.aggregation import UPGradWeighting
 
 from moabench.core.algorithm import GramRule, register_algorithm
 
@@ -21,7 +19,12 @@ class UPGrad(GramRule):
 
     def __init__(self, preference: Any, **params: Any) -> None:
         super().__init__(preference, **params)
+        import torch  # on use: registering the algorithms (`moabench list`) imports no torch
+        from torchjd.aggregation import UPGradWeighting
+
         self._weighting = UPGradWeighting(pref_vector=torch.as_tensor(self.preference))
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
+        import torch
+
         return self._weighting(torch.as_tensor(gram)).numpy().astype(np.float64)

@@ -6,7 +6,6 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
-from pymoo.util.ref_dirs import get_reference_directions
 
 #: Lattice partitions of the standard grid per number of objectives (m = 2: 11 points).
 DEFAULT_PARTITIONS = {2: 10, 3: 4}
@@ -69,6 +68,8 @@ def simplex_lattice(n_objectives: int, n_partitions: int | None = None) -> np.nd
         n_partitions = DEFAULT_PARTITIONS.get(n_objectives, 1)
     if n_partitions < 1:
         raise PreferenceError(f"the lattice needs at least one partition, got {n_partitions}")
+    from pymoo.util.ref_dirs import get_reference_directions  # on use: it imports scipy
+
     grid = get_reference_directions("das-dennis", n_objectives, n_partitions=n_partitions)
     grid = np.round(grid, 12)
     return grid[np.lexsort(grid.T[::-1])]

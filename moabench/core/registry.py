@@ -14,6 +14,7 @@ from importlib.metadata import entry_points
 from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
 T = TypeVar("T")
 
@@ -30,12 +31,24 @@ class Registrable:
         return cls.__doc__.strip().splitlines()[0] if cls.__doc__ else ""
 
     @classmethod
+    def parameters(cls) -> dict[str, FieldInfo]:
+        """Its parameters: name -> pydantic field (default, description)."""
+        return dict(cls.Params.model_fields)
+
+    @classmethod
     def hyperparameters(cls) -> dict[str, Any]:
         """Parameter names and their defaults."""
         return {
             name: field.get_default(call_default_factory=True)
-            for name, field in cls.Params.model_fields.items()
+            for name, field in cls.parameters().items()
         }
+
+
+def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
+    """One line for a name not among `known`: the close matches, then every known name."""
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {', '.join(close)}?" if close else ""
+    return f"unknown {kind} {name!r}.{hint} Known: {', '.join(known)}."
 
 
 class UnknownNameError(KeyError):
@@ -91,11 +104,7 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.unknown_name_message(name)) from None
 
     def unknown_name_message(self, name: str) -> str:
-        self._load()
-        known = sorted(self._entries)
-        close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        return f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(known)}."
+        return unknown_name_message(self.kind, name, self.names())
 
     def names(self) -> list[str]:
         self._load()

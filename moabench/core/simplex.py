@@ -29,7 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import nnls
 
 EPS = float(np.finfo(np.float64).eps)
 #: Most NNLS solves in one conflict-averse dual (the iteration usually stops after two to four).
@@ -85,6 +84,8 @@ def min_norm_weights(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
     gamma^2 (1 - weights^T x) weights + mu with mu >= 0 and mu_i x_i = 0, are those of the min-norm
     problem with multiplier gamma^2 (1 - weights^T x) / weights^T x. gamma balances the two terms.
     """
+    from scipy.optimize import nnls  # on use: registering the algorithms imports no scipy
+
     gamma = max(float(np.sqrt(np.max(np.sum(points * points, axis=0)))), 1.0)
     system = np.vstack([points, gamma * weights])
     target = np.zeros(len(system))

@@ -86,11 +86,11 @@ def resolve_config(
     resolved_algorithm = validated.model_dump(mode="json")
     resolved_task = task_instance.params.model_dump(mode="json")
     n_objectives = task_instance.space.n_objectives
-    from moabench.core.distributed import processes  # torch, imported once a run is planned
-
     if preference is None:
         preference = [1.0 / n_objectives] * n_objectives
     weights = validate_preference(preference, n_objectives)
+    from moabench.core.distributed import processes  # torch, once the config is valid
+
     return RunConfig(
         algorithm=algorithm,
         algorithm_params=resolved_algorithm,

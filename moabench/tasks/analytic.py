@@ -7,23 +7,25 @@ CAGrad toy's front is numerical (a dense grid filtered to its non-dominated poin
 Every problem's `evaluate` is batched over leading dimensions and has finite gradients everywhere
 in its box (see `ZDT_SQRT_FLOOR` and `CAGRAD_TOY_LOG_FLOOR`). Defaults of 100 steps keep one run
 at a few tens of milliseconds, so the whole analytic suite runs in under a minute on 2 cores.
+
+torch, pymoo and moocore are imported where they are used: registering the tasks (`moabench list`)
+imports none of them.
 """
 
 from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import moocore
 import numpy as np
-import torch
 from pydantic import Field
-from pymoo.problems import get_problem
-from pymoo.util.ref_dirs import get_reference_directions
 
 from moabench.analytic import AnalyticParams, AnalyticProblem
 from moabench.core.task import ObjectiveSpace, register_task
+
+if TYPE_CHECKING:
+    import torch
 
 #: Floor of f1/g inside ZDT1's square root: d sqrt(r)/dr = 1/(2 sqrt(r)) is infinite at r = 0
 #: (x1 = 0, the front's end point), so r is clamped to 1e-8 there (f2 off by at most 1e-4 g).
@@ -35,6 +37,8 @@ FRONT_POINTS = 500
 
 
 def _box(n_var: int, low: float, high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     return (
         torch.full((n_var,), low, dtype=torch.float64),
         torch.full((n_var,), high, dtype=torch.float64),
@@ -79,6 +83,8 @@ class _ZDT(AnalyticProblem):
 
     def pareto_front(self) -> np.ndarray:
         """pymoo's front: f1 evenly spaced on [0, 1] (`FRONT_POINTS` points)."""
+        from pymoo.problems import get_problem
+
         problem = get_problem(self.name, n_var=self.n_var)
         return problem.pareto_front(n_pareto_points=FRONT_POINTS)
 
@@ -92,6 +98,8 @@ class ZDT1(_ZDT):
     """
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         f1, g = self._f1_and_g(x)
         ratio = torch.clamp(f1 / g, min=ZDT_SQRT_FLOOR)  # finite gradient at f1 = 0
         return torch.stack([f1, g * (1 - torch.sqrt(ratio))], dim=-1)
@@ -105,6 +113,8 @@ class ZDT2(_ZDT):
     """
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         f1, g = self._f1_and_g(x)
         return torch.stack([f1, g * (1 - (f1 / g) ** 2)], dim=-1)
 
@@ -138,9 +148,13 @@ class FonsecaFleming(AnalyticProblem):
         return _box(self.n_var, -4.0, 4.0)[1]
 
     def initial_point(self, generator: torch.Generator) -> torch.Tensor:
+        import torch
+
         return 2 * torch.rand(self.n_var, generator=generator, dtype=torch.float64) - 1
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         shift = 1 / math.sqrt(self.n_var)
         return torch.stack(
             [
@@ -166,10 +180,10 @@ class ToyParams(AnalyticParams):
 
 # The two objectives share their structure; these constants hold the per-objective parts
 # (last axis: objective 1, objective 2), so one pass of elementwise ops computes both.
-_TOY_LOG_SHIFT = torch.tensor([-7.0, 3.0], dtype=torch.float64)  # 0.5 (-x1 - 7), 0.5 (-x1 + 3)
-_TOY_LOG_TANH = torch.tensor([-1.0, 1.0], dtype=torch.float64)  # -+ tanh(-x2)
-_TOY_LOG_OFFSET = torch.tensor([0.0, 2.0], dtype=torch.float64)  # + 0, + 2
-_TOY_SQ_CENTRE = torch.tensor([7.0, -7.0], dtype=torch.float64)  # (-x1 + 7)^2, (-x1 - 7)^2
+_TOY_LOG_SHIFT = (-7.0, 3.0)  # 0.5 (-x1 - 7), 0.5 (-x1 + 3)
+_TOY_LOG_TANH = (-1.0, 1.0)  # -+ tanh(-x2)
+_TOY_LOG_OFFSET = (0.0, 2.0)  # + 0, + 2
+_TOY_SQ_CENTRE = (7.0, -7.0)  # (-x1 + 7)^2, (-x1 - 7)^2
 
 
 def cagrad_toy_objectives(x: torch.Tensor) -> torch.Tensor:
@@ -181,10 +195,16 @@ def cagrad_toy_objectives(x: torch.Tensor) -> torch.Tensor:
       f2 = max(u, 0) (log max(|0.5 (-x1 + 3) + tanh(-x2) + 2|, 5e-6) + 6)
            + max(-u, 0) (((-x1 - 7)^2 + 0.1 (-x2 - 8)^2) / 10 - 20)
     """
+    import torch
+
+    log_shift, log_tanh, log_offset, sq_centre = (
+        torch.tensor(c, dtype=torch.float64)
+        for c in (_TOY_LOG_SHIFT, _TOY_LOG_TANH, _TOY_LOG_OFFSET, _TOY_SQ_CENTRE)
+    )
     x1, x2 = x[..., :1], x[..., 1:]
-    inner = 0.5 * (_TOY_LOG_SHIFT - x1) + _TOY_LOG_TANH * torch.tanh(-x2) + _TOY_LOG_OFFSET
+    inner = 0.5 * (log_shift - x1) + log_tanh * torch.tanh(-x2) + log_offset
     logs = torch.clamp(inner.abs(), min=CAGRAD_TOY_LOG_FLOOR).log() + 6
-    squares = ((_TOY_SQ_CENTRE - x1) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
+    squares = ((sq_centre - x1) ** 2 + 0.1 * (-x2 - 8) ** 2) / 10 - 20
     gate = torch.tanh(0.5 * x2)
     return logs * gate.clamp(min=0) + squares * (-gate).clamp(min=0)
 
@@ -202,6 +222,9 @@ def cagrad_toy_front() -> np.ndarray:
     evenly spaced along the front (neighbours about 0.07 apart in raw units). Against a grid 6x
     finer in x1 and 8x in x2, no point is dominated by more than 1e-3 (raw units). Cached:
     computed once per process (about 0.2 s)."""
+    import moocore
+    import torch
+
     (a1, b1, n1), (a2, b2, n2) = CAGRAD_TOY_FRONT_GRID
     x1, x2 = torch.meshgrid(
         torch.linspace(a1, b1, n1, dtype=torch.float64),
@@ -272,6 +295,8 @@ class DTLZ2(AnalyticProblem):
         return _box(self.n_var, 0.0, 1.0)[1]
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
+        import torch
+
         g = ((x[..., 2:] - 0.5) ** 2).sum(dim=-1, keepdim=True)
         a, b = x[..., 0] * math.pi / 2, x[..., 1] * math.pi / 2
         angles = [torch.cos(a) * torch.cos(b), torch.cos(a) * torch.sin(b), torch.sin(a)]
@@ -279,5 +304,8 @@ class DTLZ2(AnalyticProblem):
 
     def pareto_front(self) -> np.ndarray:
         """pymoo's front on the Das-Dennis directions with 24 partitions (325 points)."""
+        from pymoo.problems import get_problem
+        from pymoo.util.ref_dirs import get_reference_directions
+
         directions = get_reference_directions("das-dennis", 3, n_partitions=24)
         return get_problem("dtlz2", n_var=self.n_var, n_obj=3).pareto_front(directions)
