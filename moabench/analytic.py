@@ -2,6 +2,7 @@
 
 The training loop is projected gradient descent: from a seeded starting point, `steps` updates
 x <- clip(x - lr * sum_i a_i grad f_i(x), lower, upper), the coefficients a from the algorithm.
+Each trajectory point is reported as progress (`moabench.core.progress`).
 torch is imported where it is used: registering the problems (`moabench list`) does not import it.
 """
 
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 from pydantic import Field
 
 from moabench.core.algorithm import Algorithm, GramRule, Paradigm
+from moabench.core.progress import report
 from moabench.core.task import DivergedError, RunOutput, Task, TaskParams
 
 if TYPE_CHECKING:
@@ -95,6 +97,7 @@ class AnalyticProblem(Task):
         def record(step: int, objectives: torch.Tensor) -> None:
             output.trajectory.append(objectives.tolist())
             output.trajectory_steps.append(step)
+            report(step, steps, output.trajectory[-1])
             weights = algorithm.weight_trajectory_point()
             if weights is not None:
                 output.weight_trajectory.append(weights)

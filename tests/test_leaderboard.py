@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from moabench.core.algorithm import GramRule, Paradigm, algorithms
+from moabench.core.errors import ConfigError
 from moabench.evaluation import fronts, load_results
 from moabench.evaluation.frame import RECORD_COLUMNS
 from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
@@ -178,12 +179,13 @@ def test_same_records_give_byte_identical_files(results, tmp_path):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
 
 
-def test_an_empty_results_folder_gives_an_empty_leaderboard(tmp_path):
+def test_an_empty_results_folder_is_an_error_and_writes_nothing(tmp_path):
     (tmp_path / "results").mkdir()
-    result = build(tmp_path / "results", tmp_path / "board")
-    assert result.tables == [] and result.aggregates == []
-    assert (tmp_path / "board" / "LEADERBOARD.md").read_text().startswith("# moabench leaderboard")
-    assert check_leaderboard(tmp_path / "results", tmp_path / "board").differences == []
+    (tmp_path / "results" / "ffffffffffffffff.json").write_text("{broken")
+    for make in (build, check_leaderboard):
+        with pytest.raises(ConfigError, match="no run records in .*results .1 files left out"):
+            make(tmp_path / "results", tmp_path / "board")
+    assert not (tmp_path / "board").exists()
 
 
 def test_corrupt_files_are_skipped_and_named(results, tmp_path):

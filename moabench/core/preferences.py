@@ -57,6 +57,11 @@ def validate_preference(
     return w
 
 
+def preference_text(preference: Sequence[float]) -> str:
+    """A preference for people to read: "0.333, 0.667" (3 significant digits each)."""
+    return ", ".join(f"{float(w):.3g}" for w in preference)
+
+
 def simplex_lattice(n_objectives: int, n_partitions: int | None = None) -> np.ndarray:
     """The Das-Dennis lattice on the simplex (pymoo), sorted lexicographically from the last weight.
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from moabench.core.errors import ConfigError
 from moabench.evaluation.aggregates import Aggregate, aggregates
 from moabench.evaluation.exports import CSV_FILES, write_csvs
 from moabench.evaluation.frame import ReferenceFront, default_reference_front, read_results
@@ -47,6 +48,8 @@ def build_leaderboard(
     and a file moabench did not write is never touched. A complete front covers the
     simplex lattice of `partitions` (default: the standard grid of `moabench sweep`)."""
     records, skipped = read_results(results_dir)
+    if records.empty:
+        raise ConfigError(_no_records(Path(results_dir), skipped))
     board = standings(records, reference_front, partitions)
     groups = aggregates(board)
     out_dir = Path(out_dir)
@@ -84,6 +87,14 @@ def _list_outputs(out_dir: Path, written: set[str], drawn: set[str] | None) -> N
         if stale.resolve().is_relative_to(root) and stale.is_file():
             stale.unlink()
     manifest.write_text(json.dumps(sorted(outputs), indent=1) + "\n")
+
+
+def _no_records(results_dir: Path, skipped: list[tuple[Path, str]]) -> str:
+    left_out = f" ({len(skipped)} files left out, see the warnings)" if skipped else ""
+    return (
+        f"no run records in {results_dir}{left_out}: write some first with `moabench run "
+        f"--results-dir {results_dir} ...` or `moabench sweep --results-dir {results_dir} ...`"
+    )
 
 
 def _draw(board: Standings, groups: list[Aggregate], out_dir: Path) -> None:

@@ -9,6 +9,7 @@ table says why and what to run to fill it, and only the figures drawn are linked
 
 from __future__ import annotations
 
+from moabench.core.preferences import preference_text
 from moabench.evaluation import aggregates as aggregates_module
 from moabench.evaluation import tables as tables_module
 from moabench.evaluation.aggregates import Aggregate
@@ -180,7 +181,7 @@ def _render_table(table: TaskTable, figures: set[str]) -> list[str]:
     if failures:
         lines += [f"<details><summary>failed runs ({len(failures)})</summary>", ""]
         lines += [
-            f"- `{f.key}` {f.algorithm} w=({tables_module.weights_text(f.preference)}) "
+            f"- `{f.key}` {f.algorithm} w=({preference_text(f.preference)}) "
             f"seed={f.seed}: {f.reason}"
             for f in failures
         ]

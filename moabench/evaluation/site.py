@@ -16,6 +16,7 @@ import json
 import math
 from pathlib import Path
 
+from moabench.core.preferences import preference_text
 from moabench.evaluation import aggregates as aggregates_module
 from moabench.evaluation import tables as tables_module
 from moabench.evaluation.aggregates import Aggregate
@@ -311,7 +312,7 @@ def _task_section(table: TaskTable, index: int, figures: set[str]) -> str:
             f'<details class="failures"><summary>failed runs ({len(failures)})</summary><ul>'
         )
         lines += [
-            f"<li>{e(f.key)} {e(f.algorithm)} w=({tables_module.weights_text(f.preference)}) "
+            f"<li>{e(f.key)} {e(f.algorithm)} w=({preference_text(f.preference)}) "
             f"seed={f.seed}: "
             f"{e(f.reason)}</li>"
             for f in failures

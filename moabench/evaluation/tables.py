@@ -229,11 +229,6 @@ def table_notes(table: TaskTable) -> list[str]:
     return notes
 
 
-def weights_text(preference: Sequence[float]) -> str:
-    """A preference as short numbers: "0.333, 0.667"."""
-    return ", ".join(f"{w:.3g}" for w in preference)
-
-
 def completion_command(table: TaskTable) -> str | None:
     """The `moabench sweep` that completes the table's partial fronts (their algorithms, seeds
     and parameters over the whole preference grid), or None when it has none."""
