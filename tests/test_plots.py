@@ -1,3 +1,4 @@
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
@@ -88,3 +89,57 @@ def test_the_aggregate_figure(tmp_path):
     path = plot_aggregate(summary, tmp_path / "a.png", STYLES)
     assert path.read_bytes().startswith(b"\x89PNG")
     assert summary.improvement[("ls", "raco")].mean == 1.0
+
+
+def drawn(monkeypatch) -> list:
+    """The figures the plot functions save, kept for inspection."""
+    from moabench.evaluation import plots
+
+    figures, save = [], plots._save
+    monkeypatch.setattr(plots, "_save", lambda figure, path: (figures.append(figure), save(figure, path))[1])  # fmt: skip
+    return figures
+
+
+@pytest.mark.parametrize(("space", "m"), [(TWO, 2), (THREE, 3)])
+def test_figures_are_for_print_a_png_at_300_dpi_and_a_pdf_with_readable_text(
+    tmp_path, monkeypatch, space, m
+):
+    from PIL import Image
+
+    figures = drawn(monkeypatch)
+    paths = [
+        plot_overlay("t", space, medians(m), np.eye(m), "ref", tmp_path / "o.png", STYLES),
+        plot_fronts("t", space, fronts(m), np.eye(m), "ref", tmp_path / "f.png"),
+    ]
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.info["dpi"][0] == pytest.approx(300, abs=1) and image.width >= 1800
+        assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
+    for figure in figures:
+        sizes = [text.get_fontsize() for text in figure.findobj(matplotlib.text.Text) if text.get_text()]
+        assert min(sizes) >= 8, sizes  # 8 pt at the printed size: ticks and legends included
+
+
+def test_the_overlay_legend_leaves_the_axes_most_of_the_width(tmp_path, monkeypatch):
+    figures = drawn(monkeypatch)
+    many = {f"algorithm-{i}": front for i, front in enumerate(list(medians(2).values()) * 5)}
+    styles = algorithm_styles(list(many))
+    plot_overlay("t", TWO, many, np.eye(2), "reference front (exact)", tmp_path / "o.png", styles)
+    (figure,) = figures
+    assert figure.axes[0].get_position().width >= 0.8
+
+
+def test_a_lone_point_is_drawn_over_a_longer_front(tmp_path, monkeypatch):
+    """An algorithm that reaches one point, where another's front passes, stays visible: fronts
+    with fewer points are drawn on top."""
+    figures = drawn(monkeypatch)
+    line = np.column_stack([np.linspace(0, 1, 10), np.linspace(1, 0, 10)])
+    fronts_ = {"ls": (line, 0, 1), "raco": (line[4:5], 0, 1)}
+    plot_overlay("t", TWO, fronts_, None, "ref", tmp_path / "o.png", STYLES)
+    (figure,) = figures
+    order = {}
+    for collection in figure.axes[0].collections:
+        colour = matplotlib.colors.to_hex(collection.get_edgecolor()[0])
+        name = next(n for n, (c, _) in STYLES.items() if c == colour)
+        order[name] = collection.get_zorder()
+    assert order["raco"] > order["ls"]

@@ -124,3 +124,24 @@ def test_the_page_in_a_real_browser(board):
         assert len(widths) == 5 and all(w > 0 for w in widths)
         assert page.locator("details.failures summary").inner_text() == "failed runs (1)"
         browser.close()
+
+
+@pytest.mark.skipif(
+    CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+def test_results_come_first_and_tables_fit_a_1400_pixel_window(board):
+    """The first screen shows a standings table (how to read it is one click away), and the
+    other metrics fit the width of a 1,400 px window without scrolling sideways."""
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.goto((board / "site" / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        first = page.locator("table.sortable").first.bounding_box()
+        assert first is not None and first["y"] + 60 < 900  # its header and a row on screen
+        overflow = page.locator("table[data-metrics]").evaluate_all(
+            "tables => tables.map(t => t.parentElement.scrollWidth - t.parentElement.clientWidth)"
+        )
+        assert overflow and all(extra <= 0 for extra in overflow), overflow
+        browser.close()
