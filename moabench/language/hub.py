@@ -41,6 +41,7 @@ from moabench.language.pairs import (
     PreferencePairs,
     SkippedRows,
     concatenate,
+    moabench_columns,
     read_hh_rlhf,
     read_moabench,
     read_pku_saferlhf,
@@ -79,8 +80,8 @@ def read_pairs(
     name = params.dataset or setup.dataset
     limit, seed, strict = params.n_pairs + params.n_eval_prompts, params.data_seed, params.strict
     if _is_data_file(name):
-        needed = ["prompt", "response_a", "response_b", "preferred"]
         dataset = loading.load_rows(name, "dataset", setup.split)
+        needed = moabench_columns(dataset.column_names, objectives, name)
         rows = _shuffled_rows(dataset, seed, name, needed, "moabench")
         pairs, skipped = read_moabench(rows, objectives, name, strict, limit)
         return pairs, _by_source(name, skipped)

@@ -42,14 +42,11 @@ def load_or_explain(
                 f"{what} {name!r}: no such file or folder (`{parameter}` takes a local path or "
                 "a Hugging Face Hub id, NAME or OWNER/NAME)"
             ) from None
-        first_line = (
-            str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        )
         flag = " --repo-type dataset" if repo_type == "dataset" else ""
         field, _, key = parameter.partition(".")  # reward_models.helpfulness: a dict entry
         value = f"'{json.dumps({key: 'DIR'})}'" if key else "DIR"
         raise ConfigError(
-            f"{what} {name!r} could not be loaded from the Hugging Face Hub ({first_line}). "
+            f"{what} {name!r} could not be loaded from the Hugging Face Hub ({first_line(error)}). "
             f"If this machine is offline, download it where the Hub is reachable (for instance "
             f"`hf download {name}{flag} --local-dir DIR`), copy DIR here and pass "
             f"`--task-param {field}={value}`; or fill the Hugging Face cache (HF_HOME) and set "
@@ -157,14 +154,66 @@ def load_rows(name: str, parameter: str, split: str, data_dir: str | None = None
             loaded = datasets.load_from_disk(str(path))
             return loaded[split] if isinstance(loaded, datasets.DatasetDict) else loaded
         if path.suffix in DATA_FILE_FORMATS and path.is_file():
-            return datasets.load_dataset(
-                DATA_FILE_FORMATS[path.suffix], data_files=str(path), split="train"
-            )
+            return load_data_file(path)
         return datasets.load_dataset(name, data_dir=data_dir, split=split)
 
     datasets.disable_progress_bars()
     what = f"subset {data_dir!r} of dataset" if data_dir else "dataset"
     return load_or_explain(what, name, parameter, load, repo_type="dataset")
+
+
+def load_data_file(path: Path) -> Dataset:
+    """The rows of a JSON, JSON Lines, CSV or Parquet file; a `ConfigError` for a file without
+    rows, or naming the line that is not a JSON object."""
+    import datasets
+
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)  # its error log: ours says it
+    try:
+        rows = datasets.load_dataset(
+            DATA_FILE_FORMATS[path.suffix], data_files=str(path), split="train"
+        )
+    except Exception as error:  # noqa: BLE001 - datasets' errors (StopIteration on an empty file)
+        raise ConfigError(data_file_fault(path) or first_line(error)) from None
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+    if len(rows) == 0:
+        raise ConfigError("the file has no rows")
+    return rows
+
+
+def data_file_fault(path: Path) -> str | None:
+    """What is wrong with a text data file: no rows, or (JSON Lines) its first line that is not
+    a JSON object ("line 3, column 12: ..."); None when nothing is found (or for Parquet)."""
+    if path.suffix == ".parquet":
+        return None
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError as error:
+        return f"not UTF-8 text ({error.reason} at byte {error.start})"
+    lines = [(number, line) for number, line in enumerate(text.splitlines(), 1) if line.strip()]
+    if len(lines) <= (1 if path.suffix == ".csv" else 0):  # a CSV file's first line: its header
+        return "the file has no rows"
+    if path.suffix == ".csv":
+        return None
+    try:
+        if isinstance(json.loads(text), (list, dict)):  # one JSON document (an array of rows)
+            return None
+    except ValueError:  # JSON Lines, or a fault
+        pass
+    for number, line in lines:
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            return f"line {number}, column {error.colno}: not valid JSON ({error.msg})"
+        if not isinstance(row, dict):
+            return f"line {number}: expected a JSON object, got {type(row).__name__}"
+    return None
+
+
+def first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def with_lora(model: PreTrainedModel, rank: int) -> PreTrainedModel:

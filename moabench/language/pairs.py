@@ -6,7 +6,9 @@ Every format becomes `PreferencePairs`: prompts, two responses per prompt, and s
 
 Formats:
 - `moabench` (a file you write): {"prompt", "response_a", "response_b",
-  "preferred": {<objective>: "a" | "b" | "tie", ...}}; an objective left out is unlabelled.
+  "preferred": {<objective>: "a" | "b" | "tie", ...}}; an objective left out is unlabelled. In a
+  table (CSV, Parquet) one column per objective holds its label instead of `preferred`, an
+  empty cell leaving the pair unlabelled for it.
 - `pku-saferlhf`: PKU-Alignment/PKU-SafeRLHF rows (prompt, response_0, response_1,
   better_response_id, safer_response_id): "better" labels helpfulness, "safer" harmlessness.
 - `hh-rlhf`: Anthropic/hh-rlhf transcripts (chosen, rejected) from one subset per objective
@@ -188,6 +190,21 @@ def require_labels(
 # --- the formats ----------------------------------------------------------------------------------
 
 
+def moabench_columns(columns: Iterable[str], objectives: Sequence[str], source: str) -> list[str]:
+    """The columns the `moabench` format reads from a file with `columns`: prompt, response_a,
+    response_b and `preferred`, or, without `preferred`, the objectives' own columns."""
+    columns = set(columns)
+    base = ["prompt", "response_a", "response_b"]
+    labelled = ["preferred"] if "preferred" in columns else [o for o in objectives if o in columns]
+    if not labelled:
+        raise ConfigError(
+            f"{source}: no 'preferred' field and no column for any objective "
+            f"({', '.join(objectives)}) of the 'moabench' format"
+        )
+    require_columns(columns, base + labelled, source, "moabench")
+    return base + labelled
+
+
 def read_moabench(
     rows: Iterable[tuple[int, Mapping[str, Any]]],
     objectives: Sequence[str],
@@ -196,12 +213,14 @@ def read_moabench(
     limit: int | None = None,
 ) -> tuple[PreferencePairs, dict[str, int]]:
     def parse(row: Mapping[str, Any]) -> Pair:
-        for field in ("prompt", "response_a", "response_b", "preferred"):
+        labels = "preferred" if "preferred" in row else None  # else one column per objective
+        for field in ("prompt", "response_a", "response_b", *([labels] if labels else [])):
             if row.get(field) is None:
                 raise BadRow(f"missing field {field!r}")
-        if not isinstance(row["preferred"], Mapping):
-            raise BadRow(f"'preferred' must map objectives to labels, got {row['preferred']!r}")
-        preferred = {k: v for k, v in row["preferred"].items() if v is not None}
+        given = row["preferred"] if labels else {o: row[o] for o in objectives if o in row}
+        if not isinstance(given, Mapping):
+            raise BadRow(f"'preferred' must map objectives to labels, got {given!r}")
+        preferred = {k: v for k, v in given.items() if not unlabelled(v)}
         unknown = sorted(set(preferred) - set(objectives))
         if unknown:
             raise BadRow(
@@ -217,6 +236,11 @@ def read_moabench(
 
     parsed, skipped = read_rows(rows, parse, source, strict, limit)
     return require_labels(to_pairs(parsed, len(objectives), source), objectives, source), skipped
+
+
+def unlabelled(value: Any) -> bool:
+    """An absent label: None, or a table's empty cell ("" or NaN)."""
+    return value is None or value == "" or (isinstance(value, float) and value != value)
 
 
 def read_pku_saferlhf(

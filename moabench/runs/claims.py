@@ -23,6 +23,9 @@ from pathlib import Path
 HEARTBEAT_S = 30.0
 EXPIRY_S = 300.0
 
+#: The claims this process holds (`release_claims` frees them when it is stopped).
+_held: set[Path] = set()
+
 
 def claim_path(results_dir: Path, key: str) -> Path:
     return Path(results_dir) / ".claims" / f"{key}.claim"
@@ -86,6 +89,7 @@ def claimed(results_dir: Path, key: str) -> Iterator[bool]:
         yield False
         return
     path, stop = claim_path(results_dir, key), threading.Event()
+    _held.add(path)
 
     def heartbeat() -> None:
         while not stop.wait(HEARTBEAT_S):
@@ -100,4 +104,12 @@ def claimed(results_dir: Path, key: str) -> Iterator[bool]:
         yield True
     finally:
         stop.set()
+        _held.discard(path)
         path.unlink(missing_ok=True)
+
+
+def release_claims() -> None:
+    """Release every claim this process holds (a worker about to exit mid-run)."""
+    for path in list(_held):
+        path.unlink(missing_ok=True)
+        _held.discard(path)

@@ -2,9 +2,9 @@
 GPUs), writing the same records as the local executor, so a sweep resumes the same way.
 
 A worker that dies (killed, out of memory, node lost) has its run retried `retries` times by
-Ray; a run that still fails is recorded as failed with the reason, and the sweep goes on. Records
-are written by the run itself into `results_dir` (on a cluster: a shared filesystem), atomically;
-the driver writes only the records of runs whose worker died. Ray is an optional extra:
+Ray; a run that still fails stops the sweep with a `RunError` (a failure of the machine, not of
+the algorithm: no record). Records are written by the run itself into `results_dir` (on a
+cluster: a shared filesystem), atomically. Ray is an optional extra:
 `pip install "moabench[ray]"`.
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from moabench.core.errors import ConfigError
-from moabench.runs.records import RunConfig, RunRecord, write_record
-from moabench.runs.runner import failed_record, run_and_record
+from moabench.runs.records import RunConfig, RunRecord
+from moabench.runs.runner import RunError, run_and_record, run_label
 
 
 def run_on_ray(
@@ -43,6 +43,7 @@ def run_on_ray(
         except (ConnectionError, RuntimeError, ValueError) as error:
             where = f"Ray address {address!r}" if address else "a local Ray instance"
             raise ConfigError(f"could not connect to {where}: {error}") from None
+    running = {}
     try:
         remote = ray.remote(run_and_record).options(
             num_cpus=1, num_gpus=gpus_per_run, max_retries=retries
@@ -53,12 +54,17 @@ def run_on_ray(
             config = running.pop(ref)
             try:
                 record = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:  # the run's own RunError, say
+                raise error.cause from None
             except ray.exceptions.RayError as error:
-                reason = f"worker failure after {retries} retries: {type(error).__name__}"
-                record = failed_record(config, reason)
-                write_record(record, results_dir)
+                raise RunError(
+                    f"{run_label(config)}: worker failure after {retries} retries "
+                    f"({type(error).__name__}); no record written"
+                ) from None
             collect(record)
     finally:
+        for ref in running:  # stopped by an error or Ctrl-C: no queued run starts
+            ray.cancel(ref, force=True)
         if started_here:
             ray.shutdown()
 
