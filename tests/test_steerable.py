@@ -21,6 +21,7 @@ import torch
 
 from moabench.core.algorithm import make_algorithm
 from moabench.core.errors import ConfigError
+from moabench.core.registry import UnknownNameError
 from moabench.core.task import tasks
 from moabench.evaluation import fronts, load_results
 from moabench.language import steering, tiny
@@ -56,7 +57,8 @@ def test_at_a_vertex_a_steerable_method_is_its_expert(tmp_path, method, task_par
 def test_the_soup_interpolates_every_parameter(tmp_path):
     config = resolve_config("rewarded-soups", "safety", [0.3, 0.7], 0, None, FAST)
     task = tasks.get("safety")(**config.task_params)
-    experts, _ = runner.obtain_experts(config, task, tmp_path)
+    method = make_algorithm("rewarded-soups", [0.3, 0.7])
+    experts, _ = runner.obtain_shared_training(config, method, task, tmp_path)
     soup = steering.parameter_soup(make_algorithm("rewarded-soups", [0.3, 0.7]), experts)
     first, second = (dict(e.named_parameters()) for e in experts)
     assert any(not torch.equal(first[n], second[n]) for n in first)
@@ -210,3 +212,101 @@ def test_gdpo_refuses_another_advantage_estimator():
 def test_gdpo_trains_online():
     record = execute(resolve_config("gdpo", "safety", [0.5, 0.5], 0, None, FAST_ONLINE))
     assert record.status == "ok" and record.paradigm == "online"
+
+
+# --- a preference-conditioned policy ---------------------------------------------------------
+
+
+def test_a_conditioned_front_comes_from_one_training(tmp_path, monkeypatch):
+    trained = []
+    original = runner.train_conditioned
+
+    def counting(*args):
+        trained.append(args[3])
+        return original(*args)
+
+    monkeypatch.setattr(runner, "train_conditioned", counting)
+    config = SweepConfig(
+        algorithms=["conditioned"], tasks=["safety"], seeds=[0], partitions=2,
+        algorithm_params={"conditioned": {"rule": "upgrad"}},
+        task_params={"safety": {**FAST, "steps": 40, "paradigm": "preference"}},
+    )  # fmt: skip
+    plan = plan_sweep(config)
+    assert run_sweep(plan.configs, tmp_path, workers=1).ok == 3
+    assert run_sweep(plan.configs, tmp_path).already_done == 3
+    assert len(trained) == 1
+    written = records(tmp_path)
+    assert {tuple(r.config.preference) for r in written} == {(1.0, 0.0), (0.5, 0.5), (0.0, 1.0)}
+    assert {r.shared_training[0].key for r in written} == set(trained)
+    front = fronts(load_results(tmp_path), partitions=2).iloc[0]
+    # UPGrad: m backward passes per step, the one training counted once for the front
+    assert front.gradient_evaluations == 2 * 40
+    # w steers the one policy: its points differ
+    assert len({tuple(r.objectives) for r in written}) > 1
+
+
+def conditioned_model(m: int = 2):
+    task = tasks.get("safety")(**FAST)
+    tokenizer = tiny.task_tokenizer(task)
+    model = tiny.task_reference(task, tokenizer)
+    batch = tokenizer(["a b c", "d e"], padding=True, return_tensors="pt")
+    return model, batch
+
+
+def test_the_conditioning_starts_at_the_reference_and_then_reads_w():
+    model, batch = conditioned_model()
+    before = model(**batch).logits
+    conditioning = steering.PreferenceConditioning(model, 2)
+    conditioning.set([0.9, 0.1])
+    torch.testing.assert_close(model(**batch).logits, before, rtol=0, atol=0)
+    with torch.no_grad():
+        model.preference_embedding.normal_()
+    first = model(**batch).logits
+    conditioning.set([0.1, 0.9])
+    assert not torch.allclose(model(**batch).logits, first)
+    assert "preference_embedding" in dict(model.named_parameters())
+
+
+def test_a_kept_conditioned_policy_loads_with_its_conditioning(tmp_path):
+    model, batch = conditioned_model()
+    steering.PreferenceConditioning(model, 2)
+    with torch.no_grad():
+        model.preference_embedding.normal_()
+    model.preference_conditioning.set([0.3, 0.7])
+    task = tasks.get("safety")(**FAST)
+    task.save_policy(model, tmp_path)
+    loaded = task.load_policy(tmp_path)
+    loaded.preference_conditioning.set([0.3, 0.7])
+    torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
+
+
+def test_each_step_takes_the_rule_at_a_drawn_preference_fed_to_the_policy():
+    seen = []
+    method = make_algorithm("conditioned", [0.5, 0.5], rule="upgrad")
+    rule = method.training_rule(seen.append, 3, seed=4)
+    gram = np.array([[2.0, -1.0, 0.2], [-1.0, 3.0, 0.1], [0.2, 0.1, 1.0]])
+    for _ in range(3):
+        rule.begin_step()
+        w = seen[-1]
+        assert w.shape == (3,) and np.all(w >= 0) and abs(w.sum() - 1) < 1e-12
+        np.testing.assert_allclose(
+            rule.coefficients(gram), make_algorithm("upgrad", w).coefficients(gram)
+        )
+    assert not np.allclose(seen[0], seen[1])
+    again = method.training_rule(lambda w: None, 3, seed=4)
+    again.begin_step()
+    np.testing.assert_array_equal(again.preference, seen[0])  # seeded
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"rule": "mod"}, "not a combination rule"),
+        ({"rule": "pama"}, "not a combination rule"),
+        ({"rule": "upgradd"}, "unknown algorithm 'upgradd'"),
+        ({"rule": "gapo", "rule_params": {"p": 3}}, "field 'p'"),
+    ],
+)
+def test_a_bad_conditioned_rule_is_a_clear_error(params, message):
+    with pytest.raises((ConfigError, UnknownNameError), match=message):
+        resolve_config("conditioned", "safety", [0.5, 0.5], 0, params, FAST)

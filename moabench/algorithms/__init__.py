@@ -2,6 +2,7 @@
 
 from moabench.algorithms import (  # noqa: F401  (imported for their registrations)
     cagrad,
+    conditioned,
     dynamic_weighting,
     gapo,
     gdpo,

@@ -92,6 +92,10 @@ class Algorithm(Registrable):
         """Online training: a factor on the next step's learning rate (1 unless overridden)."""
         return 1.0
 
+    def begin_step(self) -> None:
+        """Language training: called at the start of every step, before its samples and
+        losses (a preference-conditioned training draws the step's preference here)."""
+
     def rollout_advantage(self, advantages):  # noqa: ANN001, ANN201 - torch tensors
         """Online training: the whole rollout's (m, N) per-objective advantages, gathered over
         the processes and before any micro-batch split -> one (1, N) advantage, for rules whose
@@ -146,19 +150,29 @@ class SteerableMethod(Algorithm):
     """An algorithm that trains once and answers any preference.
 
     A per-preference algorithm trains one policy for each preference point of a front. A steerable
-    method's policy for w comes from one *shared training* that does not depend on w: here the m
-    **experts**, runs of `expert_algorithm` at the simplex vertices e_1..e_m (same task, paradigm,
-    seed and task parameters), combined for w by `combine` applied to what `combines` names:
-    their parameters (Rewarded Soups) or their per-token log-probabilities (MOD). The runner
-    (`moabench.runs.runner`) trains or reuses the experts and hands them to the task's `steer`; a
-    record per preference points to the experts and carries their cost.
+    method's policy for w comes from a *shared training* that does not depend on w, and
+    `combines` names how w acts on it:
+    - "parameters" (Rewarded Soups) or "log_probs" (MOD): the shared training is the m
+      **experts**, runs of `expert_algorithm` at the simplex vertices e_1..e_m (same task,
+      paradigm, seed and task parameters), and `combine` mixes their parameters or their
+      per-token log-probabilities with the weights w;
+    - "conditioning": one training of a policy that reads w (`training_rule` draws a preference
+      per step and conditions the policy on it), then conditioned on w to answer it.
+    The runner (`moabench.runs.runner`) trains or reuses the shared training and hands it to the
+    task's `steer`; a record per preference points to it and carries its cost.
     """
 
     paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.PREFERENCE, Paradigm.ONLINE})
     #: the per-preference algorithm whose runs at the simplex vertices are the experts
     expert_algorithm: ClassVar[str] = "ls"
-    #: "parameters": theta_w = sum_i w_i theta_i; "log_probs": decode from sum_i w_i log pi_i
+    #: "parameters": theta_w = sum_i w_i theta_i; "log_probs": decode from sum_i w_i log pi_i;
+    #: "conditioning": one preference-conditioned policy, conditioned on w
     combines: ClassVar[str]
+
+    def training_rule(self, condition, m: int, seed: int) -> GramRule:  # noqa: ANN001
+        """"conditioning": the rule that trains the conditioned policy; it calls `condition(w)`
+        with each step's preference before the step's samples and losses."""
+        raise NotImplementedError
 
     @classmethod
     def check_task_params(cls, task_params: BaseModel) -> None:

@@ -139,9 +139,14 @@ class Task(Registrable):
         """The policy that `save_policy` wrote into `path`."""
         raise NotImplementedError(f"task {self.name!r} does not keep trained policies")
 
+    def train_steerable(self, method: SteerableMethod, seed: int) -> RunOutput:
+        """Train the one preference-conditioned policy of `method` (combines "conditioning");
+        the output's `policy` is it."""
+        raise NotImplementedError(f"task {self.name!r} does not support steerable methods")
+
     def steer(self, method: SteerableMethod, experts: list[Any]) -> RunOutput:
-        """Evaluate the policy that `method` makes for its preference from the trained `experts`
-        (one per objective, in order); the output's cost is the steering's alone."""
+        """Evaluate the policy that `method` makes for its preference from its shared training:
+        the experts (one per objective, in order) or the one conditioned policy."""
         raise NotImplementedError(f"task {self.name!r} does not support steerable methods")
 
     @classmethod

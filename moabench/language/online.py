@@ -55,7 +55,13 @@ from moabench.core.errors import ConfigError
 from moabench.core.gradients import combine_micro_batches, descend_micro_batches, loss_gram
 from moabench.core.task import DivergedError, RunOutput
 from moabench.language.advantages import advantages as estimate_advantages
-from moabench.language.lm import Batch, last_block_parameters, select_rows, token_log_probs
+from moabench.language.lm import (
+    Batch,
+    Samples,
+    last_block_parameters,
+    select_rows,
+    token_log_probs,
+)
 from moabench.language.params import LanguageParams
 from moabench.language.training import (
     EVALUATIONS_ALONG_TRAINING,
@@ -93,8 +99,8 @@ class OnlineProblem:
 
     policy: torch.nn.Module
     prompts: Callable[[np.random.Generator, int], list[str]]  # training prompts
-    sample: Callable[[list[str], int], list[str]]  # (prompts, seed) -> the policy's responses
-    batch: Callable[[list[str], list[str]], Batch]  # prompt + response token ids
+    #: (prompts, seed) -> the policy's responses: their text and the sampled token ids
+    sample: Callable[[list[str], int], Samples]
     reference_log_probs: Callable[[Batch], torch.Tensor]  # per token, under the reference
     rewards: Callable[[list[str], list[str]], np.ndarray]  # checked, (n, m)
     evaluate: Callable[[], list[float]]
@@ -233,19 +239,20 @@ def train_online(
             weights = algorithm.weight_trajectory_point()
             if weights is not None:
                 output.weight_trajectory.append(weights)
+        algorithm.begin_step()
         prompts = [
             p for p in problem.prompts(prompt_rng, params.prompts_per_step)
             for _ in range(params.group_size)
         ][rows]  # fmt: skip
         sample_seed = (seed * 1_000_003 + step) * distributed.processes() + distributed.rank()
         with distributed.failing_together():  # a process that fails here stops them all
-            responses = problem.sample(prompts, sample_seed)
+            samples = problem.sample(prompts, sample_seed)
         with distributed.failing_together():
-            own_rewards = problem.rewards(prompts, responses)
+            own_rewards = problem.rewards(prompts, samples.responses)
         # the global batch's rewards, in the order of its prompts
         rewards = distributed.gather_rows(own_rewards, problem.device)
         algorithm.observe_rewards(rewards.mean(axis=0))  # the policy after the previous update
-        batch = problem.batch(prompts, responses)
+        batch = samples.batch.to(problem.device)  # what was sampled, not its text re-tokenized
         mask = batch.response_mask[:, 1:].float()
         rollout = Rollout(
             batch, mask,

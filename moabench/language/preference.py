@@ -62,6 +62,9 @@ class PreferenceProblem:
     #: recorded results do not move)
     trim_padding: bool = True
     capabilities: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    #: log pi_ref of every pair's responses (2n,) where the scale has them already
+    #: (`pair_reference_log_probs`; the tiny scale's per-process cache), else computed here
+    reference_log_probs: torch.Tensor | None = None
 
 
 def train_preference(
@@ -73,9 +76,11 @@ def train_preference(
         raise TypeError(f"{algorithm.name} is neither a combination rule nor a preference loss")
     policy, pairs = problem.policy, problem.pairs
     n = pairs.input_ids.shape[0] // 2
-    reference_log_probs = _reference_log_probs(
-        policy, pairs, params.micro_batch_size, problem.device
-    )
+    reference_log_probs = problem.reference_log_probs
+    if reference_log_probs is None:
+        reference_log_probs = pair_reference_log_probs(
+            policy, pairs, params.micro_batch_size, problem.device
+        )
     differences = problem.reward_differences() if isinstance(algorithm, PreferenceLoss) else None
     policy.train()
     parameters = [p for p in policy.parameters() if p.requires_grad]
@@ -114,6 +119,7 @@ def train_preference(
     for step in range(params.steps):
         if step % evaluate_every == 0:
             record_evaluation(output, step, params.steps, problem.evaluate(policy))
+        algorithm.begin_step()
         index = torch.randint(n, (params.batch_size,), generator=generator)[share]
         micro = index.split(micro_batch_size)
         try:
@@ -145,7 +151,9 @@ def train_preference(
     return output
 
 
-def _reference_log_probs(policy, pairs: Batch, chunk: int | None, device: str) -> torch.Tensor:
+def pair_reference_log_probs(
+    policy, pairs: Batch, chunk: int | None, device: str
+) -> torch.Tensor:
     """log pi_ref of every pair's responses: the policy before training, in eval mode (with LoRA
     the adapters start at zero, so no second copy of the model is needed)."""
     policy.eval()

@@ -15,7 +15,7 @@ A task author writes the objectives and the hooks; the scales and the trainers d
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -147,6 +147,21 @@ class LanguageTask(Task):
         return pieces
 
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
+        return self._train(seed, lambda policy: algorithm)
+
+    def train_steerable(self, method: SteerableMethod, seed: int) -> RunOutput:
+        from moabench.language.steering import PreferenceConditioning
+
+        m = self.space.n_objectives
+
+        def conditioned_rule(policy: Any) -> Algorithm:
+            return method.training_rule(PreferenceConditioning(policy, m).set, m, seed)
+
+        return self._train(seed, conditioned_rule)
+
+    def _train(self, seed: int, algorithm_for: Callable[[Any], Algorithm]) -> RunOutput:
+        """Build the problem of the configured scale and train its policy with the algorithm
+        that `algorithm_for(policy)` returns, in the configured paradigm."""
         from moabench.language import hub, tiny  # torch: imported by runs, not by registration
         from moabench.language.online import train_online
         from moabench.language.preference import train_preference
@@ -158,25 +173,31 @@ class LanguageTask(Task):
                 if tiny_scale
                 else hub.online_problem(self.hub_pieces(), params, self.tiny_space.names, self.name)
             )
-            output = train_online(problem, algorithm, seed, params, m)
+            output = train_online(problem, algorithm_for(problem.policy), seed, params, m)
         else:
             problem = (
                 tiny.preference_problem(self)
                 if tiny_scale
                 else hub.preference_problem(self.hub_pieces(), params, self.name)
             )
-            output = train_preference(problem, algorithm, seed, params, m)
+            output = train_preference(problem, algorithm_for(problem.policy), seed, params, m)
         output.policy = problem.policy
         return output
 
     # --- steerable methods: the tiny scale's policies are kept with `save_pretrained` -----------
     def save_policy(self, policy: Any, path: Path) -> None:
         policy.save_pretrained(path)
+        conditioning = getattr(policy, "preference_conditioning", None)
+        if conditioning is not None:
+            conditioning.save(path)
 
     def load_policy(self, path: Path) -> Any:
+        from moabench.language.steering import PreferenceConditioning
         from moabench.language.tiny import load_model
 
-        return load_model(path)
+        model = load_model(path)
+        PreferenceConditioning.load(model, path)
+        return model
 
     def steer(self, method: SteerableMethod, experts: list[Any]) -> RunOutput:
         from moabench.language.steering import steer

@@ -65,12 +65,17 @@ class Cost(BaseModel):
 
 class SharedTraining(BaseModel):
     """A training that several records share and that is counted once per front: an expert of a
-    steerable method (`SteerableMethod`), which is itself a run with its own record."""
+    steerable method (`SteerableMethod`), itself a run with its own record, or its one
+    preference-conditioned training (no preference; kept with its policy)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     key: str
     algorithm: str
     preference: list[float]
     cost: Cost
+    status: Literal["ok", "failed"] = Field("ok", exclude_if=lambda status: status == "ok")
+    reason: str | None = Field(None, exclude_if=lambda reason: reason is None)
 
 
 class Trajectory(BaseModel):
@@ -232,12 +237,14 @@ class LoadedRecords:
 
 
 def load_records(results_dir: Path) -> LoadedRecords:
-    """Every readable record under `results_dir` and its subfolders (one per contributor, say),
-    sorted by key. Corrupt files are reported; so is a record whose key is already taken by a
+    """Every readable record under `results_dir` and its subfolders (one per contributor, say;
+    hidden ones, such as the kept policies' `.policies`, are not read), sorted by key. Corrupt files are reported; so is a record whose key is already taken by a
     different record (the first, in path order, is kept; an identical copy is simply ignored)."""
     by_key: dict[str, tuple[Path, RunRecord]] = {}
     skipped = []
     for path in sorted(Path(results_dir).rglob("*.json")):
+        if any(part.startswith(".") for part in path.relative_to(results_dir).parts):
+            continue  # moabench's own files (.claims, .policies) and hidden ones: no records
         try:
             record = read_record(path)
         except CorruptRecordError as error:

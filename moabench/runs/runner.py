@@ -10,11 +10,12 @@ trains data-parallel, every process computing the same record; its provenance ho
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ from moabench.runs.records import (
     RunRecord,
     SharedTraining,
     Trajectory,
+    current_umask,
     finished_keys,
     read_record,
     record_path,
@@ -142,7 +144,7 @@ def execute(config: RunConfig, results_dir: Path | None = None) -> RunRecord:
     """Run `config` and return its record; divergence is recorded as a failure, not raised.
 
     A steerable method's experts are taken from `results_dir`, or trained there (with their
-    records) when missing (`obtain_experts`; a temporary folder when it is None), and a run that
+    records) when missing (`obtain_shared_training`; a temporary folder when it is None), and a run that
     is an expert keeps its trained policy there (`is_expert`)."""
     import torch  # a run's import: `moabench --help` and `list` do not pay it
 
@@ -170,7 +172,7 @@ def execute(config: RunConfig, results_dir: Path | None = None) -> RunRecord:
     try:
         if isinstance(algorithm, SteerableMethod):
             with expert_store(results_dir) as store:
-                experts, shared = obtain_experts(config, task, store)
+                experts, shared = obtain_shared_training(config, algorithm, task, store)
                 start = time.perf_counter()  # the record's own cost: steering, not the experts
                 with one_torch_thread():
                     output = task.steer(algorithm, experts)
@@ -252,11 +254,22 @@ def policy_path(results_dir: Path, key: str) -> Path:
     return Path(results_dir) / ".policies" / key
 
 
-def keep_policy(task: Task, policy: Any, path: Path) -> None:
-    """Save `policy` into `path` atomically (a scratch folder renamed into place)."""
+#: beside a kept conditioned policy: its `SharedTraining` (what it is, its cost)
+TRAINING_FILE = "training.json"
+
+
+def keep_policy(
+    task: Task, policy: Any, path: Path, training: SharedTraining | None = None
+) -> None:
+    """Save `policy` (if any) and the description of its `training` (if given) into `path`
+    atomically (a scratch folder renamed into place)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    task.save_policy(policy, scratch)
+    os.chmod(scratch, 0o777 & ~current_umask())  # mkdtemp's 0700 would hide it from the group
+    if policy is not None:
+        task.save_policy(policy, scratch)
+    if training is not None:
+        (scratch / TRAINING_FILE).write_text(training.model_dump_json(indent=1) + "\n")
     try:
         os.replace(scratch, path)
     except OSError:  # kept meanwhile by another process: the same run gives the same policy
@@ -273,40 +286,92 @@ def expert_store(results_dir: Path | None) -> Iterator[Path]:
         yield Path(scratch)
 
 
-def obtain_experts(
-    config: RunConfig, task: Task, store: Path
+def obtain_shared_training(
+    config: RunConfig, method: SteerableMethod, task: Task, store: Path
 ) -> tuple[list[Any], list[SharedTraining]]:
-    """The trained experts of the steerable `config` and what their training cost: each loaded
-    from `store` when its record and policy are there, else trained (under its claim, so two
-    processes never train one expert; one waits for the other) and kept with its record."""
-    configs = expert_configs(config)
-    found: dict[str, tuple[Any, RunRecord]] = {}
-    while len(found) < len(configs):
-        progressed = False
-        for expert in configs:
-            key = expert.key()
-            if key in found:
-                continue
-            loaded = load_expert(task, expert, store)
-            if loaded is None:
-                with claimed(store, key) as mine:
-                    if mine:
-                        loaded = load_expert(task, expert, store) or train_expert(
-                            task, expert, store
-                        )
-            if loaded is not None:
-                found[key] = loaded
-                progressed = True
-        if not progressed:
-            time.sleep(EXPERT_POLL_S)
+    """The shared training of the steerable `config` (its experts, or its one conditioned
+    policy) and what it cost; a failed one raises `DivergedError` with its reason."""
+    if method.combines == "conditioning":
+        key = conditioned_key(config)
+        kept = obtain({key: (lambda: load_conditioned(task, key, store),
+                             lambda: train_conditioned(task, method, config, key, store))}, store)
+        policy, shared = kept[key]
+        if shared.status != "ok":
+            raise DivergedError(f"its conditioned training ({key}) failed: {shared.reason}")
+        return [policy], [shared]
+    experts = expert_configs(config)
+    kept = obtain(
+        {expert.key(): (functools.partial(load_expert, task, expert, store),
+                        functools.partial(train_expert, task, expert, store))
+         for expert in experts},
+        store,
+    )  # fmt: skip
     shared = []
-    for index, expert in enumerate(configs, start=1):
-        policy, record = found[expert.key()]
+    for index, expert in enumerate(experts, start=1):
+        record = kept[expert.key()][1]
         shared.append(SharedTraining(key=record.key, algorithm=expert.algorithm,
                                      preference=expert.preference, cost=record.cost))  # fmt: skip
         if record.status != "ok":
             raise DivergedError(f"its expert at e_{index} ({record.key}) failed: {record.reason}")
-    return [found[expert.key()][0] for expert in configs], shared
+    return [kept[expert.key()][0] for expert in experts], shared
+
+
+def obtain(trainings: dict[str, tuple[Callable, Callable]], store: Path) -> dict[str, Any]:
+    """{key: (load, train)} -> {key: what load or train returned}: each loaded when kept in
+    `store`, else trained under its claim (two processes never train one; the other waits for
+    it, working on the next meanwhile)."""
+    found: dict[str, Any] = {}
+    while len(found) < len(trainings):
+        progressed = False
+        for key, (load, train) in trainings.items():
+            if key in found:
+                continue
+            kept = load()
+            if kept is None:
+                with claimed(store, key) as mine:
+                    if mine:
+                        kept = load() or train()
+            if kept is not None:
+                found[key] = kept
+                progressed = True
+        if not progressed:
+            time.sleep(EXPERT_POLL_S)
+    return found
+
+
+def conditioned_key(config: RunConfig) -> str:
+    """The key of a conditioned training: its config's without the preference."""
+    return config.model_copy(update={"preference": []}).key()
+
+
+def load_conditioned(task: Task, key: str, store: Path) -> tuple[Any, SharedTraining] | None:
+    """(policy, its training) kept in `store` (no policy for a failed one), or None."""
+    path = policy_path(store, key)
+    try:
+        shared = SharedTraining.model_validate_json((path / TRAINING_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return (task.load_policy(path) if shared.status == "ok" else None), shared
+
+
+def train_conditioned(
+    task: Task, method: SteerableMethod, config: RunConfig, key: str, store: Path
+) -> tuple[Any, SharedTraining]:
+    """Train the conditioned policy and keep it with its training's description and cost."""
+    shared = SharedTraining(key=key, algorithm=config.algorithm, preference=[], cost=Cost())
+    start = time.perf_counter()
+    try:
+        with one_torch_thread():
+            output = task.train_steerable(method, config.seed)
+    except DivergedError as error:
+        shared.cost.wall_time_s = time.perf_counter() - start
+        failed = shared.model_copy(update={"status": "failed", "reason": f"diverged: {error}"})
+        keep_policy(task, None, policy_path(store, key), failed)
+        return None, failed
+    shared.cost = Cost(wall_time_s=time.perf_counter() - start, steps=output.steps,
+                       gradient_evaluations=output.gradient_evaluations)  # fmt: skip
+    keep_policy(task, output.policy, policy_path(store, key), shared)
+    return task.load_policy(policy_path(store, key)), shared
 
 
 def load_expert(task: Task, expert: RunConfig, store: Path) -> tuple[Any, RunRecord] | None:
