@@ -578,3 +578,48 @@ def test_sharded_parameters_are_refused(monkeypatch, args, env, message):
     for make in (dpo, grpo):
         with pytest.raises(ConfigError, match=f"{message} shards the parameters"):
             make(args=args)
+
+
+@pytest.mark.slow
+def test_dynamic_weighting_takes_the_gram_matrix_in_micro_batches(
+    policy_path, tmp_path, monkeypatch
+):
+    """With gradient accumulation (2 micro-batches per generation batch) the Gram matrix that
+    moves dynamic weighting's weights comes from one forward pass per micro-batch, not one graph
+    of the whole generation batch, and is the accumulated step's (dapo: the whole batch's)."""
+    from trl import GRPOConfig
+
+    from moabench.integrations import trl as integration
+
+    _, tokenizer = load(policy_path)
+    args = GRPOConfig(
+        **common_args(tmp_path), per_device_train_batch_size=GROUP, gradient_accumulation_steps=2,
+        num_generations=GROUP, max_completion_length=COMPLETION_TOKENS, beta=0.0,
+        num_iterations=1, loss_type="dapo", disable_dropout=True, shuffle_dataset=False,
+    )  # fmt: skip
+    trainer = integration.MultiObjectiveGRPOTrainer(
+        policy_path, [liked, short], rule="dynamic-weighting", preference=[0.6, 0.4], args=args,
+        train_dataset=Dataset.from_list([{"prompt": p} for p in PROMPTS]),
+        processing_class=tokenizer,
+    )  # fmt: skip
+    seen = []
+    loss_gram = integration.loss_gram
+
+    def spied(micro_batch_losses, parameters):
+        gram = loss_gram(micro_batch_losses, parameters)
+        whole = trainer._objective_losses(trainer.model, trainer._gram_batch)  # one graph
+        seen.append((len(micro_batch_losses), gram, loss_gram([lambda: whole], parameters)))
+        return gram
+
+    step_losses = trainer._step_losses
+
+    def kept(batch):
+        trainer._gram_batch = batch
+        return step_losses(batch)
+
+    trainer._step_losses = kept
+    monkeypatch.setattr(integration, "loss_gram", spied)
+    trainer.train()
+    (parts, gram, whole), *_ = seen
+    assert parts == 2
+    np.testing.assert_allclose(gram, whole, rtol=1e-5, atol=1e-10)

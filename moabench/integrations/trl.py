@@ -20,7 +20,7 @@ from them the m per-objective DPO losses of moabench's own trainer (`per_objecti
 GRPO. One reward function per objective, in the preference's order. Each generation batch's
 rewards (n, m) take the path of moabench's online trainer (`moabench.language.online`): the
 algorithm observes their mean (and, if it `observes_gradients`, the Gram matrix of the
-per-objective losses), then
+per-objective losses, computed in the micro-batches trl trains on), then
 - a rule that scalarises the rewards (`online_reward`: ls's default MORLHF order,
   dynamic-weighting) gets the advantage of the scalarised reward, and trl's loss as it is;
 - a rule whose advantage is the whole batch's (`rollout_advantage`: gdpo) gets that advantage,
@@ -56,7 +56,7 @@ import numpy as np
 import torch
 from transformers import TrainerCallback
 from trl import DPOTrainer, GRPOTrainer
-from trl.trainer.utils import global_then_local_main_first
+from trl.trainer.utils import global_then_local_main_first, split_tensor_dict
 
 from moabench.core.algorithm import (
     AdvantageRule,
@@ -122,21 +122,24 @@ class _RuleTrainer:
     gram_parameters: GramParameters
     step_coefficients: list[np.ndarray]
 
-    def _gram(self, model: torch.nn.Module, losses: torch.Tensor) -> np.ndarray:
-        """The Gram matrix of the losses' gradients, their Jacobian averaged over the processes
+    def _gram(
+        self, model: torch.nn.Module, micro_batch_losses: Sequence[Callable[[], torch.Tensor]]
+    ) -> np.ndarray:
+        """The Gram matrix of the gradients of the losses that are the mean of the micro-batches'
+        (each callable computes one's), their Jacobian averaged over the processes
         (`moabench.core.gradients.loss_gram`; accelerate's processes are torch's process group)."""
         parameters = (
             last_block_parameters(model)
             if self.gram_parameters == "last-block"
             else [p for p in model.parameters() if p.requires_grad]
         )
-        return loss_gram([lambda: losses], parameters)
+        return loss_gram(micro_batch_losses, parameters)
 
     def _coefficients(self, model: torch.nn.Module, losses: torch.Tensor) -> np.ndarray:
         rule, learning_rate = self.algorithm, self._get_learning_rate()
         if not rule.needs_gram:
             return rule.coefficients(np.empty((0, 0)), learning_rate)
-        return rule_coefficients(self._gram(model, losses), rule, learning_rate)
+        return rule_coefficients(self._gram(model, [lambda: losses]), rule, learning_rate)
 
     def _combined_loss(self, model: torch.nn.Module, losses: torch.Tensor) -> torch.Tensor:
         """sum_i a_i L_i: a from the rule in training, the preference in evaluation."""
@@ -463,7 +466,7 @@ class MultiObjectiveGRPOTrainer(_RuleTrainer, GRPOTrainer):
 
         batch[ADVANTAGES] = local_advantages(estimated(rewards))
         if self.algorithm.observes_gradients:  # the weights move on this step's gradients
-            gram = self._gram(self.model, self._objective_losses(self.model, batch))
+            gram = self._gram(self.model, self._step_losses(batch))
             self.algorithm.observe_gram(gram, self._get_learning_rate())
         scalarised = self.algorithm.online_reward(rewards)
         whole_batch = self.algorithm.rollout_advantage(estimated(rewards))  # GDPO
@@ -486,6 +489,18 @@ class MultiObjectiveGRPOTrainer(_RuleTrainer, GRPOTrainer):
                 combined = self.algorithm.combine_advantages(advantages, ratio.detach(), mask)
                 return super()._compute_loss(model, {**inputs, "advantages": combined})
         return self._combined_loss(model, self._objective_losses(model, inputs))
+
+    def _step_losses(self, batch: dict[str, Any]) -> list[Callable[[], torch.Tensor]]:
+        """The m per-objective losses of the steps a generation batch trains, as trl trains them:
+        in its `steps_per_generation` micro-batches (`split_tensor_dict`), one forward pass and
+        graph each (the whole batch in one graph would hold every row's activations at once).
+        Their sum, K x their mean (what `loss_gram` takes), is the losses of the accumulated step
+        (with trl's default steps_per_generation = gradient_accumulation_steps)."""
+        parts = split_tensor_dict(batch, self.args.steps_per_generation)
+        return [
+            lambda part=part: len(parts) * self._objective_losses(self.model, part)
+            for part in parts
+        ]
 
     def _objective_losses(self, model: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         """L_i: trl's loss with the advantages of objective i, one forward pass for all m."""
