@@ -45,7 +45,8 @@ class Collector(HTMLParser):
         attrs = dict(attrs)
         if tag == "table":
             kind = next(
-                (k for k in ("data-aggregate", "data-task", "data-metrics") if k in attrs), ""
+                (k for k in ("data-aggregate", "data-task", "data-metrics", "data-costs") if k in attrs),
+                "",
             )
             self.tables.append(f"{kind}={attrs.get(kind, '')}" if kind else attrs.get("class"))
         elif tag == "img":
@@ -60,8 +61,8 @@ def test_the_page_has_the_aggregates_a_table_per_task_and_its_plots(board):
     collector.feed(page.read_text())
     assert collector.tables == [
         "data-aggregate=analytic", "improvement",
-        "data-task=fonseca", "data-metrics=fonseca",
-        "data-task=zdt1", "data-metrics=zdt1", None,  # zdt1's partial fronts
+        "data-task=fonseca", "data-metrics=fonseca", "data-costs=fonseca",
+        "data-task=zdt1", "data-metrics=zdt1", "data-costs=zdt1", None,  # zdt1's partial fronts
     ]  # fmt: skip
     assert len(collector.images) == 5  # the aggregate, and per task the overlay and the panels
     for source in collector.images + collector.links:
@@ -131,7 +132,8 @@ def test_the_page_in_a_real_browser(board):
 )
 def test_results_come_first_and_tables_fit_a_1400_pixel_window(board):
     """The first screen shows a standings table (how to read it is one click away), and the
-    other metrics fit the width of a 1,400 px window without scrolling sideways."""
+    standings and the other metrics fit the width of a 1,400 px window without scrolling
+    sideways."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -140,7 +142,7 @@ def test_results_come_first_and_tables_fit_a_1400_pixel_window(board):
         page.wait_for_load_state("load")
         first = page.locator("table.sortable").first.bounding_box()
         assert first is not None and first["y"] + 60 < 900  # its header and a row on screen
-        overflow = page.locator("table[data-metrics]").evaluate_all(
+        overflow = page.locator("table[data-task], table[data-metrics], table[data-costs]").evaluate_all(
             "tables => tables.map(t => t.parentElement.scrollWidth - t.parentElement.clientWidth)"
         )
         assert overflow and all(extra <= 0 for extra in overflow), overflow

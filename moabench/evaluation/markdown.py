@@ -80,7 +80,7 @@ def _render_aggregate(
     lines = [
         f"## Across tasks: {aggregate.group}",
         "",
-        f"{len(aggregate.tables)} tasks: {', '.join(aggregate.tables)}.",
+        f"Tasks ({len(aggregate.tables)}): {', '.join(aggregate.tables)}.",
         "",
     ]
     if not aggregate.algorithms:

@@ -137,10 +137,11 @@ def plot_fronts(
         (name, points, f"{name}: partial, not ranked") for name, points in sorted((partial or {}).items())
     ]
     names = [title_ for _, _, title_ in panels]
-    columns = min(4, max(1, len(panels)))
+    side = 1.75 if m == 2 else 2.5  # inches per panel: 3-D axes need room for their labels
+    columns = min(4 if m == 2 else 3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / columns))
-    width = max(6.2, 1.75 * columns + 1.0)  # room for the title and the legend
-    figure = plt.figure(figsize=(width, 1.75 * rows + 1.3), layout="constrained")
+    width = max(6.2, side * columns + 1.0)  # room for the title and the legend
+    figure = plt.figure(figsize=(width, side * rows + 1.3), layout="constrained")
     figure.suptitle(title)
     limits = _limits(space, reference, [np.asarray(points[0]) for _, points, _ in panels])
     handles: list[Line2D] = []
@@ -184,8 +185,7 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
         1, 3, figsize=(10, 0.25 * k + 2.6), layout="constrained", width_ratios=[1, 1.25, 1.1]
     )
     figure.suptitle(
-        f"Across tasks, {aggregate.group}: {len(aggregate.tables)} tasks "
-        f"({', '.join(aggregate.tables)})"
+        f"Across tasks, {aggregate.group}: {', '.join(aggregate.tables)}"
     )
     for position, name in enumerate(names):
         interval, (colour, marker) = aggregate.iqm[name], styles[name]
@@ -212,7 +212,7 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
     middle.set_ylim(-0.02, 1.02)
     middle.grid(alpha=0.3)
     if names:
-        middle.legend(loc="lower left", fontsize=7)
+        middle.legend(loc="lower left")
 
     matrix = np.full((k, k), np.nan)
     for i, x in enumerate(names):
@@ -223,7 +223,7 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
     for i in range(len(names)):
         for j in range(len(names)):
             if i != j:
-                right.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                right.text(j, i, f"{matrix[i, j]:.2f}", ha="center", va="center", fontsize=7,
                            color="white" if abs(matrix[i, j] - 0.5) > 0.35 else "black")  # fmt: skip
     right.set_xticks(range(len(names)), names, rotation=45, ha="right")
     right.set_yticks(range(len(names)), names)
@@ -274,7 +274,7 @@ def _new_axes(figure, space: ObjectiveSpace, *grid: int):
     if space.n_objectives == 3:
         axes = figure.add_subplot(*grid, projection="3d")
         axes.view_init(elev=25, azim=45)
-        axes.set_box_aspect(None, zoom=0.85)  # room for the axis labels
+        axes.set_box_aspect(None, zoom=0.8)  # room for the axis labels
         return axes
     return figure.add_subplot(*grid)
 
@@ -355,8 +355,8 @@ def _label_axes(axes, space: ObjectiveSpace, x: bool = True, y: bool = True) -> 
     axes.set_ylabel(labels[1] if y else "")
     if space.n_objectives == 3:
         axes.set_zlabel(labels[2])
-    axes.xaxis.set_major_locator(MaxNLocator(4))  # tick labels that do not touch
-    axes.yaxis.set_major_locator(MaxNLocator(4))
+    for axis in (axes.xaxis, axes.yaxis, *([axes.zaxis] if space.n_objectives == 3 else [])):
+        axis.set_major_locator(MaxNLocator(4 if space.n_objectives == 2 else 3))  # apart
 
 
 def _save(figure, path: Path) -> Path:

@@ -31,6 +31,14 @@ from moabench.evaluation.tables import (
 )
 
 OTHER_COLUMNS = [metric for metric in COLUMNS if metric not in STANDING_COLUMNS]
+_TRAINING = OTHER_COLUMNS.index("checkpoint_hypervolume")
+#: The other metrics in two tables, each narrow enough for a laptop's window: (data attribute,
+#: what it says, its columns).
+OTHER_TABLES = (
+    ("metrics", "Other metrics, mean [95% t] over the same complete fronts (descriptive; never "
+     "used to rank)", OTHER_COLUMNS[:_TRAINING]),
+    ("costs", "Training and cost over the same fronts, mean [95% t]", OTHER_COLUMNS[_TRAINING:]),
+)  # fmt: skip
 NAME = ' class="name"'  # left-aligned
 
 STYLE = """
@@ -49,7 +57,7 @@ tr.na td, tr.unranked td { color: #888; }
 tr.leader td { font-weight: 600; }
 td.tie { color: #8a4b00; white-space: nowrap; }
 .scroll { overflow-x: auto; }
-img { max-width: 100%; display: block; margin: 0.5em 0; }
+img { max-width: min(100%, 60em); display: block; margin: 0.5em 0; }
 figure { margin: 0.5em 0 1em 0; }
 figcaption { font-size: 0.85em; color: #444; }
 pre { text-align: left; margin: 0.3em 0; }
@@ -174,7 +182,7 @@ def _aggregate_section(
     e = html.escape
     lines = [
         f'<h2 id="aggregate-{index}">Across tasks: {e(aggregate.group)}</h2>',
-        f"<p>{len(aggregate.tables)} tasks: {e(', '.join(aggregate.tables))}.</p>",
+        f"<p>Tasks ({len(aggregate.tables)}): {e(', '.join(aggregate.tables))}.</p>",
     ]
     if not aggregate.algorithms:
         lines += [
@@ -261,17 +269,16 @@ def _task_section(table: TaskTable, index: int, figures: set[str]) -> str:
     ]
     lines += [_standing(row, len(headers)) for row in table.rows]
     lines.append("</tbody></table></div>")
-    if ranked:
+    for kind, what, columns in OTHER_TABLES if ranked else ():
         lines += [
-            "<p>Other metrics, mean [95% t] over the same complete fronts (descriptive; never "
-            "used to rank):</p>",
-            f'<div class="scroll"><table class="sortable" data-metrics="{e(table.label)}">'
+            f"<p>{what}:</p>",
+            f'<div class="scroll"><table class="sortable" data-{kind}="{e(table.label)}">'
             f"<thead><tr><th>rank</th><th{NAME}>algorithm</th>"
-            + "".join(f"<th>{e(COLUMNS[m])}</th>" for m in OTHER_COLUMNS)
+            + "".join(f"<th>{e(COLUMNS[m])}</th>" for m in columns)
             + "</tr></thead><tbody>",
         ]
         for row in ranked:
-            cells = "".join(_cell(row.summary[m]) for m in OTHER_COLUMNS)
+            cells = "".join(_cell(row.summary[m]) for m in columns)
             lines.append(
                 f'<tr><td data-value="{row.rank}">{row.rank}</td>'
                 f'<td class="name" data-value="{e(row.algorithm)}">{e(row.algorithm)}</td>{cells}</tr>'
