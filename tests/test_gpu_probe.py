@@ -19,3 +19,5 @@ def test_the_gpu_probe_runs_in_its_cpu_mode():
     assert report["sampling_unchanged_by_checkpointing"] is True
     assert set(report["decode_ms_per_token"]) == {"unmerged", "merged"}
     assert all(v > 0 for v in report["projected_math_step_generation_minutes"].values())
+    assert report["safety_step_with_reward_models"]["out_of_memory"] is False
+    assert report["rehearsal"]["projected"]["peak_mb"] > 0
