@@ -222,8 +222,8 @@ class SweepProgress:
     def __enter__(self) -> SweepProgress:
         if console.is_terminal:
             self.bar = Progress(
-                TextColumn("[bold]sweep"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.description}"), console=err, transient=False,
+                TextColumn("[bold]sweep"), BarColumn(), TextColumn("{task.description}"),
+                console=err, transient=False,
             )  # fmt: skip
             self.bar.start()
             self.task = self.bar.add_task("", total=self.total)
