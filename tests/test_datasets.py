@@ -416,7 +416,7 @@ def test_a_prompt_longer_than_the_policy_reads_keeps_its_end_at_evaluation(model
     responses = generate_text(
         policy, tokenizer, [long_prompt, "how to cook"], max_new_tokens=4, seed=0,
         batch_size=2, device="cpu", max_length=32,
-    )  # fmt: skip
+    ).responses  # fmt: skip
     assert len(responses) == 2
 
 

@@ -23,6 +23,7 @@ from moabench.core.distributed import data_parallel, processes, rank, shard
 from moabench.core.errors import ConfigError
 from moabench.core.gradients import combine_micro_batches
 from moabench.language import tiny
+from moabench.language.lm import Samples, concatenate
 from moabench.language.online import train_online
 from moabench.language.preference import train_preference
 from moabench.language.training import gram_modules
@@ -104,12 +105,13 @@ def online_step(micro_batch_size: int | None = None) -> dict[str, np.ndarray]:
     problem = tiny.online_problem(task)
     sampled = []
 
-    def sample(prompts: list[str], seed: int) -> list[str]:
+    def sample(prompts: list[str], seed: int) -> Samples:
         sampled.append(len(prompts))
-        return [
-            problem.sample([prompt], zlib.crc32(prompt.encode()) + i % task.params.group_size)[0]
-            for i, prompt in enumerate(prompts)
-        ]
+        return concatenate(
+            [problem.sample([prompt], zlib.crc32(prompt.encode()) + i % task.params.group_size)
+             for i, prompt in enumerate(prompts)],
+            pad_token_id=0,
+        )  # fmt: skip
 
     fixed = dataclasses.replace(problem, sample=sample, evaluate=lambda: [0.0, 0.0])
     rule = Recording([0.5, 0.5])
@@ -255,7 +257,7 @@ def failing_worker(index: int, port: int, out: str) -> None:
         task = make_task("safety", paradigm="online", steps=1, prompts_per_step=2, group_size=2)
         problem = tiny.online_problem(task)
 
-        def sample(prompts: list[str], seed: int) -> list[str]:
+        def sample(prompts: list[str], seed: int) -> Samples:
             if rank() == 1:
                 raise DivergedError("sampling failed: probability tensor contains nan")
             return problem.sample(prompts, seed)

@@ -203,3 +203,40 @@ def test_cli_runs_a_language_task(cli, tmp_path):
                  "--results-dir", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "quality" in result.stdout and "conciseness" in result.stdout
+
+
+# --- the lean sampler ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7, 1.6, 0.0])
+def test_sample_tokens_are_generates_token_for_token(temperature):
+    """The same tokens as HF `generate` for the same seed (and the random state left the same),
+    on the trained reference (rows finish at different steps) and a fresh model (rarely <eos>);
+    temperature 0 is generate's greedy decoding."""
+    from moabench.language.lm import sample_tokens
+
+    task = make_task("safety")
+    tokenizer = tiny.task_tokenizer(task)
+    fresh = tiny.build_model(tokenizer, tiny.TinyModelConfig(seed=3)).eval()
+    tokenizer.padding_side = "left"
+    options = {"do_sample": True, "top_k": 0, "temperature": temperature} if temperature else {}
+    for model in (tiny.task_reference(task, tokenizer), fresh):
+        for seed in range(3):
+            prompts = task.sample_prompts(np.random.default_rng(seed), 16)
+            encoded = tokenizer(
+                prompts, add_special_tokens=False, padding=True, return_tensors="pt"
+            )
+            with torch.no_grad():
+                torch.manual_seed(seed)
+                expected = model.generate(
+                    **encoded, max_new_tokens=12, pad_token_id=tokenizer.pad_token_id,
+                    eos_token_id=tokenizer.eos_token_id, **options,
+                )[:, encoded["input_ids"].shape[1] :]  # fmt: skip
+                state = torch.get_rng_state()
+                torch.manual_seed(seed)
+                ours = sample_tokens(
+                    model, encoded["input_ids"], encoded["attention_mask"], 12,
+                    tokenizer.eos_token_id, tokenizer.pad_token_id, temperature,
+                )  # fmt: skip
+            assert torch.equal(ours, expected)
+            assert torch.equal(torch.get_rng_state(), state)

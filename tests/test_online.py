@@ -349,3 +349,44 @@ def test_morlhf_matches_trls_grpo_trainer_within_the_seed_spread(tmp_path):
     theirs = np.array(theirs)
     spread = np.maximum(np.ptp(ours, axis=0), np.ptp(theirs, axis=0)) + 0.02
     assert np.all(np.abs(ours.mean(axis=0) - theirs.mean(axis=0)) <= spread), (ours, theirs)
+
+
+# --- rollouts from the sampled ids (issue 21, item 10) -------------------------------------------
+
+
+def test_a_sampled_batch_scores_exactly_the_sampled_tokens():
+    """Left-padded prompts; a response that ends with <eos> keeps it, one cut at the length limit
+    gets none appended, and a special token sampled inside a response stays (decoding drops it,
+    so re-tokenizing the text would not)."""
+    from moabench.language.lm import sampled_batch
+
+    eos, pad = 2, 0
+    prompts = torch.tensor([[0, 5, 6], [7, 8, 9]])
+    new_tokens = torch.tensor([[4, eos, pad, pad], [3, 1, 4, 4]])  # row 1: cut, with a <bos> (1)
+    batch = sampled_batch(prompts, (prompts != 0).long(), new_tokens, [eos], pad)
+    assert batch.input_ids.tolist() == [[5, 6, 4, eos, pad, pad, pad], [7, 8, 9, 3, 1, 4, 4]]
+    assert batch.attention_mask.sum(dim=1).tolist() == [4, 7]
+    assert batch.response_mask.long().tolist() == [[0, 0, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 1, 1]]
+
+
+def test_online_rollouts_are_the_sampled_ids():
+    """The tiny scale's samples: where every response ends with <eos> and holds no special
+    token, the same batch as re-tokenizing the text; responses cut at the length limit end
+    without an <eos> that was never sampled."""
+    from moabench.language.lm import make_batch
+
+    task = make_task("safety", paradigm="online")
+    problem = tiny.online_problem(task)
+    tokenizer = tiny.task_tokenizer(task)
+    prompts = task.sample_prompts(np.random.default_rng(0), 32)
+    samples = problem.sample(prompts, 0)
+    retokenized = make_batch(tokenizer, prompts, samples.responses)
+    for name in ("input_ids", "attention_mask", "response_mask"):
+        assert torch.equal(getattr(samples.batch, name), getattr(retokenized, name))
+    fresh = tiny.build_model(tokenizer, tiny.TinyModelConfig(seed=3)).eval()
+    cut = tiny.sample_responses(fresh, tokenizer, prompts, 3, seed=0)
+    lengths = cut.batch.response_mask.sum(dim=1)
+    last = cut.batch.input_ids[torch.arange(32), cut.batch.attention_mask.sum(dim=1) - 1]
+    ended = last == tokenizer.eos_token_id
+    assert (~ended).any() and (lengths[~ended] == 3).all()  # cut: the 3 sampled tokens only
+    assert (lengths <= 3).all()

@@ -68,8 +68,7 @@ def test_the_parts_losses_average_to_the_whole_rollouts():
     problem = tiny.online_problem(task)
     policy = problem.policy.eval()
     prompts = [p for p in problem.prompts(np.random.default_rng(0), 2) for _ in range(4)]
-    responses = problem.sample(prompts, 3)
-    batch = problem.batch(prompts, responses)
+    batch = problem.sample(prompts, 3).batch
     assert len(set(batch.attention_mask.sum(dim=1).tolist())) > 1  # rows of different lengths
     mask = batch.response_mask[:, 1:].float()
     parts = micro_batch_parts(len(prompts), 2, "cpu")

@@ -22,7 +22,7 @@ from moabench.core.errors import ConfigError
 from moabench.core.preferences import PreferenceError
 from moabench.core.registry import UnknownNameError
 from moabench.language import preference as preference_module
-from moabench.language.lm import Batch, make_batch
+from moabench.language.lm import Batch, Samples, make_batch
 from moabench.language.online import OnlineProblem, train_online
 from moabench.language.params import LanguageParams, params_model
 from moabench.language.preference import PreferenceProblem, train_preference
@@ -379,8 +379,7 @@ def own_online_step(path: str, algorithm, generation):
     problem = OnlineProblem(
         policy=policy,
         prompts=lambda rng, k: PROMPTS[:k],
-        sample=lambda prompts, seed: [""] * len(prompts),
-        batch=lambda prompts, responses: replay,
+        sample=lambda prompts, seed: Samples([""] * len(prompts), replay),
         reference_log_probs=lambda batch: torch.zeros(n, batch.input_ids.shape[1] - 1),
         rewards=lambda prompts, responses: generation["rewards"],
         evaluate=lambda: [0.0, 0.0],

@@ -35,7 +35,15 @@ from moabench.core import distributed
 from moabench.core.errors import ConfigError
 from moabench.core.task import ObjectiveSpace
 from moabench.language import loading
-from moabench.language.lm import Batch, diverged_sampling, make_batch, token_log_probs
+from moabench.language.lm import (
+    Batch,
+    Samples,
+    concatenate,
+    diverged_sampling,
+    make_batch,
+    sampled_batch,
+    token_log_probs,
+)
 from moabench.language.online import OnlineProblem
 from moabench.language.pairs import (
     PreferencePairs,
@@ -475,13 +483,16 @@ def generate_text(
     batch_size: int,
     device: str,
     max_length: int,
-) -> list[str]:
-    """One sampled response per prompt (temperature 1, full distribution) with a fixed seed; a
-    prompt longer than max_length - max_new_tokens tokens loses its beginning, as in training
-    (`moabench.language.lm.make_batch`)."""
+    temperature: float = 1.0,
+) -> Samples:
+    """One sampled response per prompt (the full distribution at `temperature`, 0: greedy) with
+    a fixed seed, its text and its sampled token ids (`moabench.language.lm.sampled_batch`: a
+    response cut at max_new_tokens has no <eos>); a prompt longer than max_length -
+    max_new_tokens tokens loses its beginning, as in training (`lm.make_batch`)."""
     torch.manual_seed(seed)
     tokenizer.padding_side = tokenizer.truncation_side = "left"
-    responses = []
+    sampling = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": temperature}
+    parts = []
     for start in range(0, len(prompts), batch_size):
         encoded = tokenizer(
             list(prompts[start : start + batch_size]),
@@ -495,16 +506,26 @@ def generate_text(
             output = model.generate(
                 **encoded,
                 max_new_tokens=max_new_tokens,
-                do_sample=True,
-                top_k=0,
-                top_p=1.0,
-                temperature=1.0,
                 pad_token_id=tokenizer.pad_token_id,
+                **(sampling if temperature else {"do_sample": False}),
             )
-        responses += tokenizer.batch_decode(
-            output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True
-        )
-    return responses
+        new_tokens = output[:, encoded["input_ids"].shape[1] :]
+        batch = sampled_batch(
+            encoded["input_ids"], encoded["attention_mask"], new_tokens,
+            eos_token_ids(model, tokenizer), tokenizer.pad_token_id,
+        )  # fmt: skip
+        parts.append(Samples(tokenizer.batch_decode(new_tokens, skip_special_tokens=True), batch))
+    return concatenate(parts, tokenizer.pad_token_id)
+
+
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """The tokens that end generation: the model's generation config's (`generate`'s), else
+    the tokenizer's <eos>."""
+    configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    ids = configured if isinstance(configured, list) else [configured]
+    return [i for i in ids if i is not None] or [
+        i for i in [tokenizer.eos_token_id] if i is not None
+    ]
 
 
 @contextmanager
@@ -558,7 +579,8 @@ class HubPieces:
     training_prompts: list[str]  # online training prompts: the pairs' or the problems'
     scores: Callable[[list[str], list[str], bool], np.ndarray]  # (prompts, responses, evaluation)
     formatted: Callable[[list[str]], list[str]]  # raw prompts -> what the policy reads
-    sample: Callable[[torch.nn.Module, list[str], int], list[str]]  # (model, prompts, seed)
+    #: (model, prompts, seed, temperature=1) -> the responses' text and sampled token ids
+    sample: Callable[..., Samples]
     evaluate: Callable[[torch.nn.Module], list[float]]
     capabilities: Callable[[torch.nn.Module], dict[str, float]]  # lm-eval on the trained policy
     skipped_rows: SkippedRows  # dataset rows skipped for a known quirk, for the run's record
@@ -600,17 +622,18 @@ def load_pieces(
     def formatted(prompts: list[str]) -> list[str]:
         return format_prompts(tokenizer, prompts, setup.prompt_template)
 
-    def sample(model, prompts: list[str], seed: int) -> list[str]:
+    def sample(model, prompts: list[str], seed: int, temperature: float = 1.0) -> Samples:
         with merged_adapters(model):
             return generate_text(
                 model, tokenizer, formatted(prompts), params.max_new_tokens, seed,
                 params.generation_batch_size or params.batch_size, device, params.max_length,
+                temperature,
             )  # fmt: skip
 
     def evaluate(model) -> list[float]:
         nonlocal measured
         model.eval()
-        responses = sample(model, eval_prompts, EVALUATION_SEED)
+        responses = sample(model, eval_prompts, EVALUATION_SEED).responses
         per_response = scores(eval_prompts, responses, evaluation=True)
         model.train()
         if not measured:  # the first evaluation is the reference policy's
@@ -687,16 +710,13 @@ def online_problem(
     def prompts(rng: np.random.Generator, n: int) -> list[str]:
         return [training_prompts[i] for i in rng.integers(len(training_prompts), size=n)]
 
-    def batch(prompts_: list[str], responses: list[str]) -> Batch:
-        return make_batch(
-            pieces.tokenizer, pieces.formatted(prompts_), responses, params.max_length
-        ).to(pieces.device)
+    def sample(prompts_: list[str], seed: int) -> Samples:
+        return pieces.sample(policy, prompts_, seed, params.temperature)
 
     return OnlineProblem(
         policy=policy,
         prompts=prompts,
-        sample=lambda prompts_, seed: pieces.sample(policy, prompts_, seed),
-        batch=batch,
+        sample=sample,
         reference_log_probs=reference_log_probs,
         rewards=lambda prompts_, responses: checked_scores(
             pieces.scores(prompts_, responses, evaluation=False),

@@ -5,6 +5,7 @@ block."""
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -43,24 +44,18 @@ def make_batch(
     """Token ids of `prompt response <eos>` for each pair; the response and <eos> are scored.
     Beyond `max_length` tokens the response keeps at most half of them and the prompt loses
     its beginning (trl's "keep_end" for the prompt)."""
-    rows, masks = [], []
+    rows = []
     for prompt, response in zip(prompts, responses):
         prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
         response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
         if max_length is not None and len(prompt_ids) + len(response_ids) + 1 > max_length:
             response_ids = response_ids[: max(max_length // 2, max_length - 1 - len(prompt_ids))]
             prompt_ids = prompt_ids[len(prompt_ids) - (max_length - 1 - len(response_ids)) :]
-        rows.append(prompt_ids + response_ids + [tokenizer.eos_token_id])
-        masks.append([0] * len(prompt_ids) + [1] * (len(response_ids) + 1))
-    width = max(len(row) for row in rows)
-    input_ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
-    for i, (row, mask) in enumerate(zip(rows, masks)):
-        input_ids[i, : len(row)] = torch.tensor(row)
-        attention_mask[i, : len(row)] = 1
-        response_mask[i, : len(row)] = torch.tensor(mask, dtype=torch.bool)
-    return Batch(input_ids, attention_mask, response_mask)
+        rows.append(
+            (torch.tensor(prompt_ids, dtype=torch.long),
+             torch.tensor(response_ids + [tokenizer.eos_token_id], dtype=torch.long))
+        )  # fmt: skip
+    return right_padded(rows, tokenizer.pad_token_id)
 
 
 def token_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
@@ -148,6 +143,107 @@ def select_rows(batch: Batch, index: torch.Tensor, trim: bool = True) -> Batch:
         batch.attention_mask[index, :width],
         batch.response_mask[index, :width],
     )
+
+
+def sample_tokens(
+    model: PreTrainedModel,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    eos_token_id: int,
+    pad_token_id: int,
+    temperature: float = 1.0,
+) -> torch.Tensor:
+    """Up to `max_new_tokens` tokens sampled after the left-padded prompts, (n, new), padded
+    with `pad_token_id` after each row's <eos>: HF `generate(do_sample=True, top_k=0)`'s samples
+    for the same torch seed, token for token (the same forward calls with a key-value cache, one
+    multinomial draw over softmax(logits / temperature) per step for every row, finished ones
+    included, until every row has its <eos>), without `generate`'s per-call set-up; temperature 0
+    is greedy decoding (`generate(do_sample=False)`'s)."""
+    unfinished = torch.ones(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+    cache_name = cache_argument(model)
+    step_ids, cache, sampled = input_ids, None, []
+    for _ in range(max_new_tokens):
+        output = model(
+            input_ids=step_ids, attention_mask=attention_mask, use_cache=True,
+            **{cache_name: cache},
+        )  # fmt: skip
+        cache = output[cache_name]
+        logits = output.logits[:, -1].to(copy=True, dtype=torch.float32)
+        if temperature == 0:  # greedy, as generate(do_sample=False): no random draw
+            tokens = logits.argmax(dim=-1)
+        else:
+            probabilities = torch.softmax(logits / temperature if temperature != 1 else logits, -1)
+            tokens = torch.multinomial(probabilities, num_samples=1).squeeze(1)
+        tokens = torch.where(unfinished, tokens, pad_token_id)
+        sampled.append(tokens)
+        unfinished &= tokens != eos_token_id
+        if not unfinished.any():
+            break
+        step_ids = tokens[:, None]
+        attention_mask = torch.cat([attention_mask, attention_mask.new_ones(len(tokens), 1)], 1)
+    return torch.stack(sampled, dim=1) if sampled else input_ids[:, :0]
+
+
+@dataclass
+class Samples:
+    """What a policy sampled: the responses' text (for the rewards) and the sampled token ids
+    themselves (`sampled_batch`), so that training scores exactly what was sampled."""
+
+    responses: list[str]
+    batch: Batch
+
+
+def sampled_batch(
+    prompt_ids: torch.Tensor,
+    prompt_mask: torch.Tensor,
+    new_tokens: torch.Tensor,
+    eos_token_ids: Sequence[int],
+    pad_token_id: int,
+) -> Batch:
+    """Left-padded prompts and the tokens sampled after them (as `sample_tokens` or `generate`
+    return them) as right-padded prompt + response rows: the response is every sampled token
+    up to its first <eos> included; a response cut at the length limit has no <eos>, so no
+    loss falls on a token that was never sampled."""
+    is_eos = torch.isin(new_tokens, torch.as_tensor(list(eos_token_ids), device=new_tokens.device))
+    lengths = torch.where(is_eos.any(dim=1), is_eos.int().argmax(dim=1) + 1, new_tokens.shape[1])
+    rows = [
+        (prompt[mask.bool()], tokens[:length])
+        for prompt, mask, tokens, length in zip(prompt_ids, prompt_mask, new_tokens, lengths)
+    ]
+    return right_padded(rows, pad_token_id)
+
+
+def right_padded(rows: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int) -> Batch:
+    """(prompt ids, response ids) per row -> a right-padded `Batch` marking the responses."""
+    width = max(len(prompt) + len(response) for prompt, response in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    for i, (prompt, response) in enumerate(rows):
+        end = len(prompt) + len(response)
+        input_ids[i, :end] = torch.cat([prompt, response])
+        attention_mask[i, :end] = 1
+        response_mask[i, len(prompt) : end] = True
+    return Batch(input_ids, attention_mask, response_mask).to(rows[0][0].device)
+
+
+def concatenate(parts: Sequence[Samples], pad_token_id: int) -> Samples:
+    """The samples of several calls (generation batches) as one, rows in order."""
+    rows = [
+        (ids[mask.bool() & ~response], ids[response])
+        for part in parts
+        for ids, mask, response in zip(
+            part.batch.input_ids, part.batch.attention_mask, part.batch.response_mask
+        )
+    ]
+    return Samples([r for part in parts for r in part.responses], right_padded(rows, pad_token_id))
+
+
+def cache_argument(model: PreTrainedModel) -> str:
+    """The key-value cache's name in `model`'s forward arguments and output (`past_key_values`
+    before transformers 5.24's `cache`)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
 @contextmanager

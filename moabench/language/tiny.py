@@ -33,14 +33,18 @@ from moabench.core.distributed import main_process_first
 from moabench.core.progress import announce
 from moabench.core.task import ObjectiveSpace
 from moabench.language.lm import (
+    Batch,
+    Samples,
     diverged_sampling,
     make_batch,
+    sample_tokens,
+    sampled_batch,
     sequence_log_probs,
     token_log_probs,
 )
 from moabench.language.online import OnlineProblem
 from moabench.language.pairs import PreferencePairs
-from moabench.language.preference import PreferenceProblem
+from moabench.language.preference import PreferenceProblem, pair_reference_log_probs
 from moabench.language.setups import BOS, EOS, PAD, SEP, SPECIAL_TOKENS, TinyModelConfig
 from moabench.language.training import EVALUATION_SEED, checked_scores
 
@@ -101,20 +105,32 @@ def generate_responses(
     temperature: float = 1.0,
 ) -> list[str]:
     """Sample one response per prompt with a fixed seed; text up to <eos>."""
+    return sample_responses(model, tokenizer, prompts, max_new_tokens, seed, temperature).responses
+
+
+def sample_responses(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerFast,
+    prompts: Sequence[str],
+    max_new_tokens: int,
+    seed: int,
+    temperature: float = 1.0,
+) -> Samples:
+    """One response per prompt sampled with a fixed seed (`sample_tokens`): its text up to
+    <eos> and the sampled token ids (`sampled_batch`)."""
     torch.manual_seed(seed)
     tokenizer.padding_side = "left"
     encoded = tokenizer(list(prompts), add_special_tokens=False, padding=True, return_tensors="pt")
     with torch.no_grad(), diverged_sampling():
-        output = model.generate(
-            **encoded,
-            max_new_tokens=max_new_tokens,
-            do_sample=True,
-            top_k=0,
-            temperature=temperature,
-            pad_token_id=tokenizer.pad_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    return responses_from_ids(tokenizer, output[:, encoded["input_ids"].shape[1] :])
+        new_tokens = sample_tokens(
+            model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens,
+            tokenizer.eos_token_id, tokenizer.pad_token_id, temperature,
+        )  # fmt: skip
+    batch = sampled_batch(
+        encoded["input_ids"], encoded["attention_mask"], new_tokens, [tokenizer.eos_token_id],
+        tokenizer.pad_token_id,
+    )  # fmt: skip
+    return Samples(responses_from_ids(tokenizer, new_tokens), batch)
 
 
 def responses_from_ids(tokenizer: PreTrainedTokenizerFast, new_tokens: torch.Tensor) -> list[str]:
@@ -314,18 +330,63 @@ def checked_rewards(task: TinyTask, prompts: list[str], responses: list[str]) ->
     )
 
 
+#: parameters that do not change a preference run's pairs, labels, margins or reference
+#: log-probabilities (any other parameter is part of `data_key`)
+TRAINING_ONLY = frozenset(
+    {"steps", "batch_size", "learning_rate", "optimizer", "gram_parameters", "beta"}
+    | {"n_eval_prompts"}
+)
+#: what preference runs with the same `data_key` share, per process (a sweep worker runs many
+#: runs): (pairs, labels, margins, reference log-probabilities), the last few keys
+_PREFERENCE_DATA: dict[str, tuple[Batch, torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+PREFERENCE_DATA_KEPT = 8
+
+
+def data_key(task: TinyTask, reference: PreTrainedModel) -> str:
+    """A hash of everything a preference run's data depends on: the task's class, name and
+    parameters other than `TRAINING_ONLY`, its vocabulary, response length and model config,
+    and the reference policy's weights."""
+    params = task.params.model_dump(mode="json", exclude=set(TRAINING_ONLY))
+    described = [
+        f"{type(task).__module__}.{type(task).__qualname__}", task.name, params,
+        task.vocabulary(), task.max_response_tokens, asdict(task.model_config),
+    ]  # fmt: skip
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
+    for name, tensor in reference.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def shared_preference_data(
+    task: TinyTask, reference: PreTrainedModel, tokenizer: PreTrainedTokenizerFast
+) -> tuple[Batch, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(pairs, labels, margins, reference log-probabilities of the pairs): `preference_data`
+    tokenised and scored once per process for all runs with the same `data_key`."""
+    key = data_key(task, reference)
+    if key not in _PREFERENCE_DATA:
+        data, margins = preference_data(task, reference, tokenizer)
+        pairs = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
+        log_probs = pair_reference_log_probs(reference, pairs, task.params.micro_batch_size, "cpu")
+        while len(_PREFERENCE_DATA) >= PREFERENCE_DATA_KEPT:
+            del _PREFERENCE_DATA[next(iter(_PREFERENCE_DATA))]
+        _PREFERENCE_DATA[key] = (pairs, data.signs, margins, log_probs)
+    return _PREFERENCE_DATA[key]
+
+
 def preference_problem(task: TinyTask) -> PreferenceProblem:
     tokenizer = task_tokenizer(task)
     policy = task_reference(task, tokenizer)
-    data, differences = preference_data(task, policy, tokenizer)
+    pairs, signs, margins, reference_log_probs = shared_preference_data(task, policy, tokenizer)
     eval_prompts = evaluation_prompts(task)
     return PreferenceProblem(
         policy=policy,
-        pairs=make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b),
-        signs=data.signs,
-        reward_differences=lambda: differences,
+        pairs=pairs,
+        signs=signs,
+        reward_differences=lambda: margins,
         evaluate=lambda model: evaluate_policy(task, model, tokenizer, eval_prompts),
         trim_padding=False,
+        reference_log_probs=reference_log_probs,
     )
 
 
@@ -336,8 +397,8 @@ def online_problem(task: TinyTask) -> OnlineProblem:
     eval_prompts = evaluation_prompts(task)
     temperature = task.params.temperature
 
-    def sample(prompts: list[str], seed: int) -> list[str]:
-        return generate_responses(
+    def sample(prompts: list[str], seed: int) -> Samples:
+        return sample_responses(
             policy, tokenizer, prompts, task.max_response_tokens, seed, temperature
         )
 
@@ -351,7 +412,6 @@ def online_problem(task: TinyTask) -> OnlineProblem:
         policy=policy,
         prompts=task.sample_prompts,
         sample=sample,
-        batch=lambda prompts, responses: make_batch(tokenizer, prompts, responses),
         reference_log_probs=lambda batch: token_log_probs(reference, batch),
         rewards=lambda prompts, responses: checked_rewards(task, prompts, responses),
         evaluate=evaluate,
