@@ -659,6 +659,7 @@ def sweep(
         + (f", {len(summary.kept)} kept unread (see the warnings)" if summary.kept else "")
         + f"; records in {results_dir}",
         highlight=False,
+        soft_wrap=True,
     )
     for record in summary.failed:
         say(err, "failed:", "red", f"{run_label(record.config)}: {record.reason}")
@@ -759,6 +760,7 @@ def leaderboard(
                 console.print(
                     f"the leaderboard in {out} is stale; the regenerated one differs:",
                     highlight=False,
+                    soft_wrap=True,
                 )
                 console.print("\n".join(checked.differences), highlight=False, markup=False)
                 raise typer.Exit(1)
@@ -766,6 +768,7 @@ def leaderboard(
                 f"the leaderboard in {out} (LEADERBOARD.md, CSV files, web page, plot files) is up "
                 "to date",
                 highlight=False,
+                soft_wrap=True,
             )
             return
         result = build_leaderboard(results_dir, out, partitions=partitions)
