@@ -25,6 +25,7 @@ from moabench.core.registry import UnknownNameError
 from moabench.core.task import tasks
 from moabench.evaluation import fronts, load_results
 from moabench.language import steering, tiny
+from moabench.language.conditioning import Conditioning
 from moabench.language.advantages import advantages as group_advantages
 from moabench.runs import runner
 from moabench.runs.records import read_record
@@ -256,27 +257,27 @@ def conditioned_model(m: int = 2):
 def test_the_conditioning_starts_at_the_reference_and_then_reads_w():
     model, batch = conditioned_model()
     before = model(**batch).logits
-    conditioning = steering.PreferenceConditioning(model, 2)
+    conditioning = Conditioning(model, 2)
     conditioning.set([0.9, 0.1])
     torch.testing.assert_close(model(**batch).logits, before, rtol=0, atol=0)
     with torch.no_grad():
-        model.preference_embedding.normal_()
+        model.conditioning_embedding.normal_()
     first = model(**batch).logits
     conditioning.set([0.1, 0.9])
     assert not torch.allclose(model(**batch).logits, first)
-    assert "preference_embedding" in dict(model.named_parameters())
+    assert "conditioning_embedding" in dict(model.named_parameters())
 
 
 def test_a_kept_conditioned_policy_loads_with_its_conditioning(tmp_path):
     model, batch = conditioned_model()
-    steering.PreferenceConditioning(model, 2)
+    Conditioning(model, 2)
     with torch.no_grad():
-        model.preference_embedding.normal_()
-    model.preference_conditioning.set([0.3, 0.7])
+        model.conditioning_embedding.normal_()
+    model.conditioning.set([0.3, 0.7])
     task = tasks.get("safety")(**FAST)
     task.save_policy(model, tmp_path)
     loaded = task.load_policy(tmp_path)
-    loaded.preference_conditioning.set([0.3, 0.7])
+    loaded.conditioning.set([0.3, 0.7])
     torch.testing.assert_close(loaded(**batch).logits, model(**batch).logits)
 
 
@@ -310,3 +311,66 @@ def test_each_step_takes_the_rule_at_a_drawn_preference_fed_to_the_policy():
 def test_a_bad_conditioned_rule_is_a_clear_error(params, message):
     with pytest.raises((ConfigError, UnknownNameError), match=message):
         resolve_config("conditioned", "safety", [0.5, 0.5], 0, params, FAST)
+
+
+# --- Rewards-in-Context ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("w", "mapping", "expected"),
+    [
+        # the official map_rewards_from_preference by hand, lo = (-2, -1), hi = (2, 3)
+        ((0.6, 0.8), "l2", (0.4, 2.2)),  # w / ||w|| * (hi - lo) + lo
+        ((0.25, 0.75), "linear", (-1.0, 2.0)),  # w * (hi - lo) + lo
+        ((0.25, 0.75), "linf", (0.0, 3.0)),  # argmax -> hi; others min(m w, 1) (hi - lo) + lo
+        ((0.5, 0.5), "linf", (2.0, 3.0)),  # ties: argmax is the first; min(2 x 0.5, 1) -> hi
+        ((0.5625, 0.4375), "linear", (0.2, 0.8)),  # 0.25 and 0.75 round half to even
+    ],
+)
+def test_rics_preference_to_target_mapping_is_the_official_one(w, mapping, expected):
+    from moabench.algorithms.ric import map_preference
+
+    targets = map_preference(np.array(w), np.array([-2.0, -1.0]), np.array([2.0, 3.0]), mapping)
+    np.testing.assert_allclose(targets, expected, atol=1e-12)
+
+
+def test_rics_online_goals_and_filter():
+    method = make_algorithm("ric", [0.5, 0.5, 0.0])
+    goals = method.online_goals(np.random.default_rng(0), 200, 3)
+    from moabench.algorithms.ric import ONLINE_DRAWS, score_range
+
+    low, high = score_range(3, ONLINE_DRAWS)
+    assert 4.0 < high.min() and low.max() < -4.0
+    # every goal: all but one coordinate at hi, the one below it
+    at_high = np.isclose(goals, high)
+    assert (at_high.sum(axis=1) == 2).all()
+    assert ((goals >= low) & (goals <= high)).all()
+    z = np.array([[0.0, 0.0], [1.0, -1.0], [-1.0, 2.0], [0.5, 0.5]])
+    # 0.7 quantiles, linear interpolation at position 2.1 of the sorted columns:
+    # 0.5 + 0.1 x (1 - 0.5) = 0.55 and 0.5 + 0.1 x (2 - 0.5) = 0.65; (0.5, 0.5) reaches neither
+    np.testing.assert_array_equal(
+        make_algorithm("ric", [0.5, 0.5]).keep(z), [False, True, True, False]
+    )
+
+
+def test_ric_trains_once_per_front_and_steers_by_its_targets(tmp_path, monkeypatch):
+    trained = []
+    original = runner.train_conditioned
+    monkeypatch.setattr(runner, "train_conditioned", lambda *a: trained.append(1) or original(*a))
+    params = {"paradigm": "online", "steps": 30, "prompts_per_step": 4, "n_eval_prompts": 64}
+    ric = {"offline_samples": 64, "online_samples": 64}
+    plan = plan_sweep(SweepConfig(
+        algorithms=["ric"], tasks=["summarization"], seeds=[0], partitions=2,
+        algorithm_params={"ric": ric}, task_params={"summarization": params},
+    ))  # fmt: skip
+    assert run_sweep(plan.configs, tmp_path).ok == 3 and trained == [1]
+    written = {tuple(r.config.preference): r for r in records(tmp_path)}
+    assert all(r.paradigm == "online" for r in written.values())
+    assert written[(1.0, 0.0)].objectives != written[(0.0, 1.0)].objectives
+    shared = written[(0.5, 0.5)].shared_training[0]
+    assert shared.algorithm == "ric" and shared.cost.steps == 30 + 6  # offline + 0.2 x online
+
+
+def test_ric_needs_scores_so_it_trains_online_only():
+    with pytest.raises(ConfigError, match="does not support preference training"):
+        resolve_config("ric", "safety", [0.5, 0.5], 0, None, {"paradigm": "preference"})

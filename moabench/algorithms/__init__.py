@@ -13,5 +13,6 @@ from moabench.algorithms import (  # noqa: F401  (imported for their registratio
     pama,
     raco,
     rewarded_soups,
+    ric,
     upgrad,
 )

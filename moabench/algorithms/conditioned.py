@@ -9,7 +9,7 @@ the combination is any registered `GramRule` (`rule`, with `rule_params`), so co
 conditioned UPGrad are both one parameter away, and w is drawn from Dirichlet(1) (uniform on the
 simplex), never from the evaluation grid, so that the grid is not what it learns.
 
-How the model reads w is the scale's (`moabench.language.steering.PreferenceConditioning` at the
+How the model reads w is the scale's (`moabench.language.conditioning.Conditioning` at the
 tiny scale: a learned, zero-initialised linear map of w added to every input embedding, so
 training starts at the reference policy, whose log-probabilities stay w-free). Panacea's
 SVD-LoRA, which writes w into singular values, is not implemented. The rule is rebuilt at each

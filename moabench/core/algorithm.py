@@ -157,7 +157,9 @@ class SteerableMethod(Algorithm):
       paradigm, seed and task parameters), and `combine` mixes their parameters or their
       per-token log-probabilities with the weights w;
     - "conditioning": one training of a policy that reads w (`training_rule` draws a preference
-      per step and conditions the policy on it), then conditioned on w to answer it.
+      per step and conditions the policy on it), then conditioned on w to answer it;
+    - "reward_conditioning" (Rewards-in-Context): one supervised training of a policy that reads
+      target scores, then conditioned on the scores w maps to (`targets`).
     The runner (`moabench.runs.runner`) trains or reuses the shared training and hands it to the
     task's `steer`; a record per preference points to it and carries its cost.
     """
@@ -166,8 +168,18 @@ class SteerableMethod(Algorithm):
     #: the per-preference algorithm whose runs at the simplex vertices are the experts
     expert_algorithm: ClassVar[str] = "ls"
     #: "parameters": theta_w = sum_i w_i theta_i; "log_probs": decode from sum_i w_i log pi_i;
-    #: "conditioning": one preference-conditioned policy, conditioned on w
+    #: "conditioning": one preference-conditioned policy, conditioned on w; "reward_conditioning":
+    #: one reward-conditioned policy, conditioned on `targets()`
     combines: ClassVar[str]
+
+    @classmethod
+    def trains_experts(cls) -> bool:
+        """Whether the shared training is the m experts (else one conditioned training)."""
+        return cls.combines in ("parameters", "log_probs")
+
+    def targets(self) -> np.ndarray:
+        """"reward_conditioning": the target scores for the preference."""
+        raise NotImplementedError
 
     def training_rule(self, condition, m: int, seed: int) -> GramRule:  # noqa: ANN001
         """"conditioning": the rule that trains the conditioned policy; it calls `condition(w)`

@@ -6,7 +6,8 @@
 - "log_probs" (MOD): each next token drawn from softmax(sum_i w_i log pi_i(. | x, y_<t) / T), one
   forward pass of every expert per token (`sample_mixture`).
 - "conditioning" (a preference-conditioned policy): the one trained policy, told w
-  (`PreferenceConditioning`).
+  (`moabench.language.conditioning`); "reward_conditioning" (Rewards-in-Context): told the
+  target scores that w maps to (`SteerableMethod.targets`).
 Each is evaluated exactly as a trained policy is: the task's held-out prompts, the evaluation
 seed, the hidden rules' mean score per objective.
 """
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 
@@ -82,52 +82,17 @@ def sample_mixture(
     return tiny.responses_from_ids(tokenizer, ids[:, start:])
 
 
-class PreferenceConditioning:
-    """How a tiny policy reads a preference w: the learned map `preference_embedding` (m x d,
-    zero at the start, so the conditioned policy starts as the reference) takes w to a vector
-    added to every input embedding. `set(w)` chooses the preference of the next forward passes."""
-
-    FILE = "preference_conditioning.pt"
-
-    def __init__(self, model: torch.nn.Module, m: int) -> None:
-        embeddings = model.get_input_embeddings()
-        model.preference_embedding = torch.nn.Parameter(
-            torch.zeros(m, embeddings.embedding_dim, dtype=embeddings.weight.dtype)
-        )
-        model.preference_conditioning = self
-        self.model, self.preference = model, torch.full((m,), 1.0 / m)
-        embeddings.register_forward_hook(self._add)
-
-    def _add(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
-        return output + self.preference.to(output.dtype) @ self.model.preference_embedding
-
-    def set(self, preference) -> None:  # noqa: ANN001 - a sequence of m floats
-        self.preference = torch.as_tensor(preference, dtype=torch.float32)
-
-    def save(self, path: Path) -> None:
-        torch.save(self.model.preference_embedding.detach().clone(), path / self.FILE)
-
-    @classmethod
-    def load(cls, model: torch.nn.Module, path: Path) -> PreferenceConditioning | None:
-        """The conditioning kept beside a saved policy, attached to `model`; None if there is none."""
-        if not (path / cls.FILE).exists():
-            return None
-        weights = torch.load(path / cls.FILE)
-        conditioning = cls(model, weights.shape[0])
-        with torch.no_grad():
-            model.preference_embedding.copy_(weights)
-        return conditioning
-
-
 def steer(task: tiny.TinyTask, method: SteerableMethod, experts: list[torch.nn.Module]) -> RunOutput:
     """The objectives of `method`'s policy for its preference, evaluated as a trained policy's."""
     tokenizer = tiny.task_tokenizer(task)
     prompts = tiny.evaluation_prompts(task)
     for expert in experts:
         expert.eval()
-    if method.combines == "conditioning":
+    if method.combines in ("conditioning", "reward_conditioning"):
         (policy,) = experts
-        policy.preference_conditioning.set(method.preference)
+        policy.conditioning.set(
+            method.preference if method.combines == "conditioning" else method.targets()
+        )
         objectives = tiny.evaluate_policy(task, policy, tokenizer, prompts)
     elif method.combines == "parameters":
         objectives = tiny.evaluate_policy(task, parameter_soup(method, experts), tokenizer, prompts)

@@ -150,12 +150,16 @@ class LanguageTask(Task):
         return self._train(seed, lambda policy: algorithm)
 
     def train_steerable(self, method: SteerableMethod, seed: int) -> RunOutput:
-        from moabench.language.steering import PreferenceConditioning
+        from moabench.language.conditioning import Conditioning
 
+        if method.combines == "reward_conditioning":  # Rewards-in-Context
+            from moabench.language.ric import train_ric
+
+            return train_ric(self, method, seed)
         m = self.space.n_objectives
 
         def conditioned_rule(policy: Any) -> Algorithm:
-            return method.training_rule(PreferenceConditioning(policy, m).set, m, seed)
+            return method.training_rule(Conditioning(policy, m).set, m, seed)
 
         return self._train(seed, conditioned_rule)
 
@@ -187,16 +191,16 @@ class LanguageTask(Task):
     # --- steerable methods: the tiny scale's policies are kept with `save_pretrained` -----------
     def save_policy(self, policy: Any, path: Path) -> None:
         policy.save_pretrained(path)
-        conditioning = getattr(policy, "preference_conditioning", None)
+        conditioning = getattr(policy, "conditioning", None)
         if conditioning is not None:
             conditioning.save(path)
 
     def load_policy(self, path: Path) -> Any:
-        from moabench.language.steering import PreferenceConditioning
+        from moabench.language.conditioning import Conditioning
         from moabench.language.tiny import load_model
 
         model = load_model(path)
-        PreferenceConditioning.load(model, path)
+        Conditioning.load(model, path)
         return model
 
     def steer(self, method: SteerableMethod, experts: list[Any]) -> RunOutput:

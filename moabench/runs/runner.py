@@ -143,9 +143,10 @@ def reresolve(record: RunRecord) -> RunRecord:
 def execute(config: RunConfig, results_dir: Path | None = None) -> RunRecord:
     """Run `config` and return its record; divergence is recorded as a failure, not raised.
 
-    A steerable method's experts are taken from `results_dir`, or trained there (with their
-    records) when missing (`obtain_shared_training`; a temporary folder when it is None), and a run that
-    is an expert keeps its trained policy there (`is_expert`)."""
+    A steerable method's shared training (its experts, with their records, or its one
+    conditioned policy) is taken from `results_dir`, or trained and kept there when missing
+    (`obtain_shared_training`; a temporary folder when it is None), and a run that is an expert
+    keeps its trained policy there (`is_expert`)."""
     import torch  # a run's import: `moabench --help` and `list` do not pay it
 
     from moabench.core.distributed import processes
@@ -237,7 +238,11 @@ def is_expert(config: RunConfig) -> bool:
         return False
     for name in algorithms.names():
         method = algorithms.get(name)
-        if not issubclass(method, SteerableMethod) or method.expert_algorithm != config.algorithm:
+        if not (
+            issubclass(method, SteerableMethod)
+            and method.trains_experts()
+            and method.expert_algorithm == config.algorithm
+        ):
             continue
         try:
             steerable = resolve_config(name, config.task, config.preference, config.seed, None,
@@ -291,7 +296,7 @@ def obtain_shared_training(
 ) -> tuple[list[Any], list[SharedTraining]]:
     """The shared training of the steerable `config` (its experts, or its one conditioned
     policy) and what it cost; a failed one raises `DivergedError` with its reason."""
-    if method.combines == "conditioning":
+    if not method.trains_experts():
         key = conditioned_key(config)
         kept = obtain({key: (lambda: load_conditioned(task, key, store),
                              lambda: train_conditioned(task, method, config, key, store))}, store)

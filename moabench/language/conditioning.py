@@ -1,0 +1,53 @@
+"""How a policy reads a vector c that is not text: a preference w (a preference-conditioned
+policy) or target scores (Rewards-in-Context).
+
+`Conditioning` adds `c @ E` to every input embedding, where `E` (len(c) x d, the model's
+parameter `conditioning_embedding`) is learned and starts at zero, so a conditioned policy starts
+as the policy it was made from and its reference log-probabilities do not depend on c. `set(c)`
+chooses the vector of the next forward passes: one for every row, shape (k,), or one per row,
+shape (rows, k). At the tiny scale this stands for writing c into the prompt (RiC writes its
+scores as text; Panacea writes w into LoRA singular values), which a word-level vocabulary
+without number tokens cannot do.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+class Conditioning:
+    """The conditioning of `model` on vectors of `size` entries (see the module docstring)."""
+
+    FILE = "conditioning_embedding.pt"
+
+    def __init__(self, model: torch.nn.Module, size: int) -> None:
+        embeddings = model.get_input_embeddings()
+        model.conditioning_embedding = torch.nn.Parameter(
+            torch.zeros(size, embeddings.embedding_dim, dtype=embeddings.weight.dtype)
+        )
+        model.conditioning = self
+        self.model, self.vector = model, torch.full((size,), 1.0 / size)
+        embeddings.register_forward_hook(self._add)
+
+    def _add(self, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
+        shift = self.vector.to(output.dtype) @ self.model.conditioning_embedding
+        return output + (shift[:, None, :] if shift.dim() == 2 else shift)
+
+    def set(self, vector) -> None:  # noqa: ANN001 - a sequence of floats, or rows of them
+        self.vector = torch.as_tensor(vector, dtype=torch.float32)
+
+    def save(self, path: Path) -> None:
+        torch.save(self.model.conditioning_embedding.detach().clone(), path / self.FILE)
+
+    @classmethod
+    def load(cls, model: torch.nn.Module, path: Path) -> Conditioning | None:
+        """The conditioning kept beside a saved policy, attached to `model`; None if none is."""
+        if not (path / cls.FILE).exists():
+            return None
+        weights = torch.load(path / cls.FILE)
+        conditioning = cls(model, weights.shape[0])
+        with torch.no_grad():
+            model.conditioning_embedding.copy_(weights)
+        return conditioning
