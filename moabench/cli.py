@@ -48,6 +48,7 @@ from moabench.runs.records import (
     ensure_writable,
     load_records,
     provenance,
+    records_on_disk,
     write_record,
 )
 from moabench.runs.runner import (
@@ -83,7 +84,8 @@ app = typer.Typer(
 console = Console(markup=False)
 err = Console(stderr=True, markup=False)
 
-USER_ERRORS = (UnknownNameError, ConfigError, PreferenceError, CorruptRecordError, OSError)
+BAD_INPUT = (UnknownNameError, ConfigError, PreferenceError, CorruptRecordError)
+USER_ERRORS = (*BAD_INPUT, OSError)
 
 
 def say(console_: Console, label: str, style: str, text: object) -> None:
@@ -462,13 +464,18 @@ def run(
             parse_assignments(task_param, "--task-param"),
         )
         ensure_writable(results_dir)
+        for path, reason in records_on_disk(results_dir, keys=[config.key()]).kept:
+            raise UsageError(
+                f"{path} holds a record this version cannot read ({reason}); it is kept: move it "
+                "away to run again"
+            )
     from moabench.core.distributed import data_parallel, rank  # torch: the run's, not its errors'
 
     with user_errors(), data_parallel():
         try:
             with showing_run_progress(shown=rank() == 0):
                 record = execute(config, results_dir)
-        except (*USER_ERRORS, KeyboardInterrupt):
+        except (*BAD_INPUT, KeyboardInterrupt):
             raise
         except Exception as error:  # noqa: BLE001 - the cache, a model, a bug: one line
             raise RunError(f"{run_label(config)}: {one_line(error)}; no record written") from None

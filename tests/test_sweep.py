@@ -225,3 +225,181 @@ def test_an_expired_claim_is_taken_over_and_a_live_one_is_respected(tmp_path):
     stale = time.time() - claims.EXPIRY_S - 1
     os.utime(path, (stale, stale))
     assert claims.try_claim(tmp_path, "k")  # not touched for longer than the expiry
+
+
+# --- issue 22: nothing lost, nothing hung -------------------------------------------------------
+
+TINY_SWEEP = ("sweep", "--algo", "ls", "--task", "zdt1", "--seeds", "0", "--partitions", "1",
+              "--task-param", "steps=5")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        (lambda r: r.update(schema_version=2), "schema_version 2, this moabench reads 1"),
+        (lambda r: r.update(written_by_a_newer_version=True), "written_by_a_newer_version"),
+        (lambda r: r["config"].update(new_parameter=1), "new_parameter"),
+    ],
+)
+def test_a_record_this_version_cannot_read_is_kept_and_not_run_again(cli, tmp_path, tamper, reason):
+    first = cli(*TINY_SWEEP, "--results-dir", str(tmp_path))
+    assert first.exit_code == 0, first.output
+    newer, _ = sorted(tmp_path.glob("*.json"))
+    record = json.loads(newer.read_text())
+    tamper(record)
+    newer.write_text(json.dumps(record))
+    before = {p: p.read_bytes() for p in tmp_path.glob("*.json")}
+    again = cli(*TINY_SWEEP, "--results-dir", str(tmp_path))
+    assert again.exit_code == 0, again.output
+    output = " ".join(again.output.split())
+    assert "2 runs: 1 already done, 0 ok, 0 failed, 1 kept unread" in output
+    assert f"warning: kept {newer} as it is, and did not run it again" in output
+    assert reason in output
+    assert {p: p.read_bytes() for p in tmp_path.glob("*.json")} == before
+    preference = ",".join(map(str, json.loads(before[newer])["config"]["preference"]))
+    single = cli("run", "--algo", "ls", "--task", "zdt1", "--preference", preference,
+                 "--task-param", "steps=5", "--results-dir", str(tmp_path))  # fmt: skip
+    assert single.exit_code == 2, single.output
+    assert f"{newer} holds a record this version cannot read" in " ".join(single.output.split())
+    assert newer.read_bytes() == before[newer]
+
+
+def test_a_run_that_fails_for_its_setup_stops_the_sweep_and_writes_no_record(
+    cli, tmp_path, monkeypatch
+):
+    """A full disk, a corrupt cache, an unreadable dataset are not the algorithm failing: no
+    failed record (which the leaderboard would rank), the sweep stops, `run` says it in a line."""
+    import errno
+
+    from moabench.core.task import tasks
+
+    def no_space(self, algorithm, seed):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(tasks.get("zdt2"), "run", no_space)
+    sweep = ("sweep", "--algo", "ls", "--task", "zdt1,zdt2,fonseca", "--seeds", "0",
+             "--partitions", "1", "--results-dir", str(tmp_path))  # fmt: skip
+    result = cli(*sweep)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert "error: ls on zdt2, w=[0, 1], seed 0: OSError: [Errno 28] No space left on device; no " \
+        "record written" in output  # fmt: skip
+    assert "stopped: 2 runs finished in this sweep" in output
+    records = load_records(tmp_path).records
+    assert [r.config.task for r in records] == ["zdt1", "zdt1"]  # fonseca never started
+    assert all(r.status == "ok" for r in records)
+    run = cli("run", "--algo", "ls", "--task", "zdt2", "--results-dir", str(tmp_path / "one"))
+    assert run.exit_code == 1
+    assert "error: ls on zdt2, w=[0.5, 0.5], seed 0: OSError: [Errno 28] No space left on " \
+        "device; no record written" in " ".join(run.output.split())  # fmt: skip
+    assert not list((tmp_path / "one").glob("*.json"))
+
+
+def test_a_diverging_run_is_still_a_failed_record_that_the_sweep_goes_past(cli, tmp_path):
+    result = cli("sweep", "--algo", "nan-rule,ls", "--task", "zdt1", "--seeds", "0",
+                 "--partitions", "1", "--results-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "4 runs: 0 already done, 2 ok, 2 failed" in " ".join(result.output.split())
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+def test_a_record_that_cannot_be_written_stops_a_sweep_of_workers_at_once(tmp_path):
+    results, tag = tmp_path / "results", f"write-error-{os.getpid()}"
+    configs = plan_sweep(
+        SweepConfig(
+            algorithms=["ls", "mgda", "raco", "upgrad"], tasks=["zdt1", "zdt2", "dtlz2"],
+            seeds=[0, 1, 2, 3],
+        )  # fmt: skip
+    ).configs
+    blocked = results / f"{configs[2].key()}.json"
+    blocked.mkdir(parents=True)  # a folder where a record should go
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moabench", "sweep", *SLOW_SWEEP, "--results-dir", str(results)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env=os.environ | {"MOABENCH_TEST_TAG": tag},
+    )  # fmt: skip
+    # the old code trained on through the whole queue (592 runs) after the error
+    _, stderr = process.communicate(timeout=120)
+    message = " ".join(stderr.split())
+    assert process.returncode == 1, stderr
+    assert f"error: cannot write the record {blocked}: Is a directory" in message
+    assert "Traceback" not in stderr and "stopped:" in message
+    assert wait_until(lambda: not tagged_processes(tag), 10), "workers outlived the sweep"
+    written = sorted(p.name for p in results.glob("*.json") if p.is_file())
+    time.sleep(1.5)
+    assert sorted(p.name for p in results.glob("*.json") if p.is_file()) == written
+    assert len(written) < 20, "the queue went on after the error"
+    assert not list((results / ".claims").glob("*")), "claims are released"
+
+
+@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
+@pytest.mark.parametrize("to", ["process group", "main process"])
+def test_sigterm_stops_a_sweep_like_ctrl_c(tmp_path, to):
+    """What a scheduler sends (to the job's process group, or to its main process) and what
+    `kill PID` sends from a terminal: the summary line, every process gone, claims released."""
+    results, tag = tmp_path / "results", f"sigterm-{to.split()[0]}-{os.getpid()}"
+    process = start_tagged_sweep(results, tag)
+    if to == "process group":
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        os.kill(process.pid, signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    message = " ".join(stderr.split())
+    assert process.returncode == 128 + signal.SIGTERM, stderr
+    assert "interrupted:" in message and "run the same command again to resume" in message
+    assert "Traceback" not in stderr and "leaked" not in stderr
+    assert wait_until(lambda: not tagged_processes(tag), 10), "processes outlived the sweep"
+    stopped_at = sorted(p.name for p in results.glob("*.json"))
+    time.sleep(1.5)
+    assert sorted(p.name for p in results.glob("*.json")) == stopped_at  # no run started after
+    assert f"{len(stopped_at)} runs finished in this sweep" in message
+    assert not list((results / ".claims").glob("*")), "claims are released"
+    assert load_records(results).skipped == []
+
+
+def test_seeds_are_bounded_where_they_are_parsed(cli, tmp_path):
+    too_big = str(2**32)
+    run = cli("run", "--algo", "ls", "--task", "zdt1", "--seed", too_big,
+              "--results-dir", str(tmp_path))  # fmt: skip
+    assert run.exit_code == 2 and "--seed" in run.output
+    for seeds in (f"0,{too_big}", "-1", str(2**70)):
+        sweep = cli(*TINY_SWEEP[:5], "--seeds", seeds, "--results-dir", str(tmp_path))
+        assert sweep.exit_code == 2, sweep.output
+        assert "a seed is 0 <= seed < 2**32" in " ".join(sweep.output.split())
+    config = tmp_path / "sweep.json"
+    config.write_text(json.dumps({"algorithms": ["ls"], "tasks": ["zdt1"], "seeds": [2**70]}))
+    from_file = cli("sweep", "--config", str(config), "--results-dir", str(tmp_path / "results"))
+    assert from_file.exit_code == 2 and "field 'seeds.0'" in from_file.output
+    assert not (tmp_path / "results").exists()
+
+
+def test_workers_are_capped_at_what_the_machine_has(cli, tmp_path):
+    from moabench.runs.sweep import usable_workers
+
+    cap = usable_workers(10_000)
+    assert 1 <= cap <= (os.cpu_count() or 1)
+    result = cli(*TINY_SWEEP, "--workers", "10000", "--results-dir", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    assert f"notice: --workers 10000 capped at {cap}" in " ".join(result.output.split())
+
+
+def test_the_plan_s_size_comes_first_and_a_huge_grid_needs_confirming(cli, tmp_path, monkeypatch):
+    from moabench.runs import sweep
+
+    small = cli(*TINY_SWEEP, "--results-dir", str(tmp_path))
+    assert "plan: 2 runs" in " ".join(small.output.split())
+
+    def never(*args, **kwargs):
+        raise AssertionError("a run config was built for a refused plan")
+
+    monkeypatch.setattr(sweep, "resolve_config", never)
+    huge = SweepConfig(algorithms=["ls"], tasks=["dtlz2"], seeds=[0], partitions=1_000_000)
+    with pytest.raises(sweep.PlanTooLargeError, match="500,001,500,001 runs, more than 20,000"):
+        sweep.plan_sweep(huge, limit=sweep.CONFIRM_ABOVE_RUNS)
+    refused = cli("sweep", "--algo", "ls", "--task", "zdt1,dtlz2", "--seeds", "0",
+                  "--partitions", "1000000", "--results-dir", str(tmp_path / "huge"))  # fmt: skip
+    assert refused.exit_code == 2
+    message = " ".join(refused.output.split())
+    assert "the sweep plans 500,002,500,002 runs, more than 20,000" in message
+    assert "--yes" in message
+    assert not (tmp_path / "huge").exists()

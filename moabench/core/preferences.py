@@ -43,7 +43,8 @@ def validate_preference(
         raise PreferenceError(f"preference {w.tolist()} has negative entries")
     if not np.any(w > 0):
         raise PreferenceError("preference is all zeros; at least one weight must be positive")
-    total = w.sum()
+    with np.errstate(over="ignore"):  # huge weights: the sum is infinite, and normalised below
+        total = w.sum()
     if not np.isclose(total, 1.0, rtol=0, atol=1e-9):
         scaled = w / w.max()  # huge weights would overflow the sum to infinity
         normalised = scaled / scaled.sum()

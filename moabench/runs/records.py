@@ -248,7 +248,7 @@ def load_records(results_dir: Path) -> LoadedRecords:
         try:
             record = read_record(path)
         except CorruptRecordError as error:
-            skipped.append((path, str(error)))
+            skipped.append((path, str(error).removeprefix(f"{path}: ")))
             continue
         if record.key not in by_key:
             by_key[record.key] = (path, record)
@@ -265,10 +265,12 @@ def load_records(results_dir: Path) -> LoadedRecords:
 
 def compare_records(rerun_dir: Path, reference_dir: Path, tolerance: float) -> list[str]:
     """Differences between re-run records and the records of the same keys in `reference_dir`
-    (status, reason, objectives and trajectory within `tolerance`); one line each, [] if none."""
+    (status, reason, objectives and trajectory within `tolerance`), and the re-run files that
+    cannot be read; one line each, [] if none."""
     reference = {r.key: r for r in load_records(reference_dir).records}
-    differences = []
-    for rerun in load_records(rerun_dir).records:
+    reruns = load_records(rerun_dir)
+    differences = [f"{path}: unreadable: {reason}" for path, reason in reruns.skipped]
+    for rerun in reruns.records:
         label = f"{rerun.key} ({rerun.config.algorithm} on {rerun.config.task}, seed {rerun.config.seed})"
         committed = reference.get(rerun.key)
         if committed is None:
