@@ -94,6 +94,29 @@ def test_a_third_party_plugin_works_in_every_command(tmp_path, install_plugin):
     assert "half-sum" in (tmp_path / "board" / "LEADERBOARD.md").read_text()
 
 
+@pytest.mark.slow
+def test_a_third_party_steerable_method_runs_from_its_entry_point(tmp_path, install_plugin):
+    """The plugin's steerable method trains the LS experts once and answers two preferences."""
+    site = install_plugin(PLUGIN)
+    env = os.environ | {"PYTHONPATH": str(site)}
+    results = tmp_path / "results"
+    for preference in ("0.3,0.7", "0.9,0.1"):
+        run = subprocess.run(
+            [sys.executable, "-m", "moabench", "run", "--algo", "tempered-mod", "--task", "safety",
+             "--preference", preference, "--task-param", "steps=4", "--task-param",
+             "n_eval_prompts=16", "--results-dir", str(results)],
+            env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    from moabench.runs.records import load_records
+
+    written = load_records(results).records
+    steered = [r for r in written if r.config.algorithm == "tempered-mod"]
+    experts = [r for r in written if r.config.algorithm == "ls"]
+    assert len(steered) == 2 and len(experts) == 2
+    assert {s.key for s in steered[0].shared_training} == {r.key for r in experts}
+
+
 def test_hyperparameters_resolve_default_factories():
     """Defaults built by a factory (a dict, a list) are reported as values, JSON included."""
     import json

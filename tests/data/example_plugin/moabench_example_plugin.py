@@ -1,9 +1,16 @@
-"""A third-party moabench plugin: one algorithm and one task, registered through entry points."""
+"""A third-party moabench plugin: a rule, a steerable method and a task, registered through entry
+points."""
 
 import numpy as np
 import torch
 
-from moabench import GramRule, ObjectiveSpace, register_algorithm, register_task
+from moabench import (
+    GramRule,
+    ObjectiveSpace,
+    SteerableMethod,
+    register_algorithm,
+    register_task,
+)
 from moabench.analytic import AnalyticProblem
 
 
@@ -15,6 +22,16 @@ class HalfSum(GramRule):
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
         return 0.5 * self.preference
+
+
+@register_algorithm("tempered-mod")
+class TemperedMOD(SteerableMethod):
+    """MOD at temperature 2: sample from softmax(sum_i w_i log pi_i / 2) (a toy steerable method)."""
+
+    combines = "log_probs"
+
+    def combine(self, values):
+        return 0.5 * super().combine(values)
 
 
 @register_task("two-parabolas")
