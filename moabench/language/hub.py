@@ -35,10 +35,10 @@ from moabench.core import distributed
 from moabench.core.errors import ConfigError
 from moabench.core.task import ObjectiveSpace
 from moabench.language import loading
+from moabench.language.lm import concatenate as concatenate_samples
 from moabench.language.lm import (
     Batch,
     Samples,
-    concatenate,
     diverged_sampling,
     make_batch,
     sampled_batch,
@@ -515,7 +515,7 @@ def generate_text(
             eos_token_ids(model, tokenizer), tokenizer.pad_token_id,
         )  # fmt: skip
         parts.append(Samples(tokenizer.batch_decode(new_tokens, skip_special_tokens=True), batch))
-    return concatenate(parts, tokenizer.pad_token_id)
+    return concatenate_samples(parts, tokenizer.pad_token_id)
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
