@@ -430,6 +430,31 @@ def test_generation_takes_its_own_batch_size(local, monkeypatch):
     assert sizes and set(sizes) == {1}
 
 
+def test_rollouts_sample_at_the_online_temperature_and_keep_the_sampled_ids(local, monkeypatch):
+    """Training rollouts at `temperature` (evaluations at 1), scored on the ids generate
+    sampled: each response up to its first <eos>, none appended to one cut at max_new_tokens."""
+    from moabench.language import hub
+
+    calls = []
+    generate = hub.generate_text
+
+    def spied(*args, **kwargs):
+        samples = generate(*args, **kwargs)
+        calls.append((args[-1] if len(args) > 8 else kwargs.get("temperature", 1.0), samples))
+        return samples
+
+    monkeypatch.setattr(hub, "generate_text", spied)
+    params = safety_paper(local, temperature=0.5, **ONLINE)
+    params.pop("batch_size")
+    assert execute(resolve_config("ls", "safety", [0.5, 0.5], 0, None, params)).status == "ok"
+    assert {temperature for temperature, _ in calls} == {0.5, 1.0}
+    for _, samples in calls:
+        lengths = samples.batch.response_mask.sum(dim=1)
+        last = samples.batch.input_ids[torch.arange(len(lengths)), samples.batch.attention_mask.sum(1) - 1]
+        assert (lengths <= ONLINE["max_new_tokens"]).all()
+        assert (lengths[last != 2] == ONLINE["max_new_tokens"]).all()  # cut: no <eos> appended
+
+
 def test_adapters_are_merged_while_generating_and_the_base_weights_restored(local):
     from moabench.core.algorithm import Paradigm
     from moabench.language import hub
@@ -452,3 +477,21 @@ def test_adapters_are_merged_while_generating_and_the_base_weights_restored(loca
     torch.testing.assert_close(merged, unmerged, rtol=1e-4, atol=1e-5)
     assert not any(m.merged for m in policy.modules() if hasattr(m, "merged_adapters"))
     assert all(torch.equal(before[n], after[n]) for n in before)  # bit for bit
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (dict(ONLINE), "needs vLLM, which is not installed"),
+        (dict(ONLINE, lora_rank=0), r"full fine-tuning \(lora_rank=0\)"),
+        (dict(paradigm="preference"), "samples online rollouts: use paradigm=online"),
+    ],
+)
+def test_the_vllm_engine_is_refused_where_it_cannot_run(local, extra, message):
+    """vLLM installs only with CUDA; where it is not installed (as here) it is a clear error
+    before anything loads."""
+    params = {**safety_paper(local), **extra, "generation_engine": "vllm"}
+    if params["paradigm"] == "online":
+        params.pop("batch_size")
+    with pytest.raises(ConfigError, match=message):
+        resolve_config("ls", "safety", [0.5, 0.5], 0, None, params)

@@ -552,6 +552,69 @@ def merged_adapters(model: torch.nn.Module) -> Iterator[None]:
                 base.weight.copy_(weight)
 
 
+#: The share of the GPU's memory that vLLM takes (its copy of the base weights and its key-value
+#: cache) next to the policy that trains on the same GPU.
+VLLM_MEMORY_FRACTION = 0.3
+
+
+def vllm_sampler(
+    policy, tokenizer, params: LanguageParams, formatted: Callable[[list[str]], list[str]]
+) -> Callable[[list[str], int], Samples]:
+    """(prompts, seed) -> `Samples`, sampled by vLLM (as trl's `use_vllm` in colocate mode): the
+    base model loaded once into vLLM on the current GPU, the policy's LoRA adapters saved and
+    handed over at every call (a new `LoRARequest`), one seed per response (seed + its index),
+    the full distribution at `params.temperature`, and the sampled token ids kept as
+    `generate_text` keeps them. Not run by the tests (vLLM needs a CUDA GPU)."""
+    import tempfile
+
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+
+    llm = LLM(
+        model=policy.config.name_or_path, dtype=str(policy.dtype).removeprefix("torch."),
+        enable_lora=True, max_lora_rank=params.lora_rank, max_loras=1,
+        max_model_len=params.max_length, gpu_memory_utilization=VLLM_MEMORY_FRACTION,
+    )  # fmt: skip
+    adapters = tempfile.mkdtemp(prefix="moabench-vllm-")
+    calls = 0
+
+    def sample(prompts: list[str], seed: int) -> Samples:
+        nonlocal calls
+        calls += 1
+        path = os.path.join(adapters, str(calls))
+        policy.save_pretrained(path)
+        tokenizer.padding_side = tokenizer.truncation_side = "left"
+        encoded = tokenizer(
+            formatted(prompts), add_special_tokens=False, padding=True, truncation=True,
+            max_length=params.max_length - params.max_new_tokens, return_tensors="pt",
+        )  # fmt: skip
+        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        outputs = llm.generate(
+            [{"prompt_token_ids": row[keep.bool()].tolist()} for row, keep in zip(ids, mask)],
+            [
+                SamplingParams(
+                    temperature=params.temperature, top_p=1.0, max_tokens=params.max_new_tokens,
+                    seed=seed + i,
+                )  # fmt: skip
+                for i in range(len(prompts))
+            ],
+            lora_request=LoRARequest(f"policy-{calls}", calls, path),
+            use_tqdm=False,
+        )
+        sampled = [list(output.outputs[0].token_ids) for output in outputs]
+        width = max(len(tokens) for tokens in sampled)
+        new_tokens = torch.tensor(
+            [tokens + [tokenizer.pad_token_id] * (width - len(tokens)) for tokens in sampled]
+        )
+        batch = sampled_batch(
+            ids, mask, new_tokens, eos_token_ids(policy, tokenizer), tokenizer.pad_token_id
+        )
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        return Samples(texts, batch.to(policy.device))
+
+    return sample
+
+
 def reference_space(names: Sequence[str], scores: np.ndarray) -> ObjectiveSpace:
     """Nadir = the reference policy's mean scores; ideal = IDEAL_SPREAD standard deviations of its
     per-response scores above (all paper-scale scores are maximised)."""
@@ -713,6 +776,8 @@ def online_problem(
     def sample(prompts_: list[str], seed: int) -> Samples:
         return pieces.sample(policy, prompts_, seed, params.temperature)
 
+    if params.generation_engine == "vllm":
+        sample = vllm_sampler(policy, pieces.tokenizer, params, pieces.formatted)
     return OnlineProblem(
         policy=policy,
         prompts=prompts,

@@ -9,6 +9,7 @@ apply to it is rejected by that model, and a record holds only the parameters it
 
 from __future__ import annotations
 
+import importlib.util
 from functools import cache
 from typing import Literal
 
@@ -147,6 +148,12 @@ class HubFields(BaseModel):
         description="small/paper: sequences per generate call, in online rollouts and "
         "evaluation (None: batch_size)",
     )
+    generation_engine: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="small/paper, online: what samples the rollouts: transformers' generate, or "
+        "vLLM (pip install vllm; a CUDA GPU and LoRA adapters); evaluation samples with "
+        "transformers either way",
+    )
     device: str | None = Field(
         None, description="small/paper: torch device (None: cuda if available)"
     )
@@ -181,6 +188,26 @@ class HubFields(BaseModel):
     lm_eval_limit: int | None = Field(
         None, ge=1, description="small/paper: lm-eval examples per task"
     )
+
+    @model_validator(mode="after")
+    def _vllm_can_sample(self) -> HubFields:
+        if self.generation_engine != "vllm":
+            return self
+        if getattr(self, "group_size", None) is None:
+            raise ValueError(
+                "generation_engine 'vllm' samples online rollouts: use paradigm=online"
+            )
+        if self.lora_rank == 0:
+            raise ValueError(
+                "generation_engine 'vllm' takes the policy's LoRA adapters at every step; full "
+                "fine-tuning (lora_rank=0) would reload the whole model: use lora_rank > 0"
+            )
+        if importlib.util.find_spec("vllm") is None:
+            raise ValueError(
+                "generation_engine 'vllm' needs vLLM, which is not installed (pip install vllm, "
+                "on a machine with a CUDA GPU); or use generation_engine=transformers"
+            )
+        return self
 
     @model_validator(mode="after")
     def _policy_not_in_float16(self) -> HubFields:
