@@ -95,7 +95,10 @@ def _render_aggregate(
         f"| {name} | {aggregate.iqm[name]} | {aggregate.iqm[name].n} |"
         for name in aggregate.algorithms
     ]
-    lines += ["", *_left_out(aggregate)]
+    if aggregate.left_out:
+        command = aggregates_module.fill_command(aggregate, tables)
+        lines += ["", *_left_out(aggregate), "The sweep that gives them a front on each task:",
+                  "", f"    {command}"]  # fmt: skip
     names = aggregate.algorithms
     if len(names) > 1:
         lines += [

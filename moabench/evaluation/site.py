@@ -204,6 +204,11 @@ def _aggregate_section(
         )
     lines.append("</tbody></table>")
     lines += _left_out(aggregate)
+    if aggregate.left_out:
+        lines += [
+            "<p>The sweep that gives them a front on each task:</p>",
+            _command(aggregates_module.fill_command(aggregate, tables)),
+        ]
     names = aggregate.algorithms
     if len(names) > 1:
         header = "".join(f"<th>{e(name)}</th>" for name in names)
