@@ -819,13 +819,14 @@ def reproduce(
             if not folder.is_dir():
                 raise UsageError(f"{folder}: no such folder")
         differences = compare_records(results_dir, reference, tolerance)
-        checked = len(load_records(results_dir).records)
+        loaded = load_records(results_dir)
+        checked = len(loaded.records) + len(loaded.skipped)
     if differences:
         console.print(
             f"{len(differences)} of {checked} re-run records differ from {reference}:",
-            highlight=False,
-        )
-        console.print("\n".join(differences), highlight=False, markup=False)
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+        console.print("\n".join(differences), highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1)
     console.print(
         f"{checked} re-run records match {reference} (tolerance {tolerance:g})", highlight=False

@@ -3,6 +3,7 @@ preferences, record permissions, the install's extras, and defaults that leave c
 alone."""
 
 import json
+import math
 import os
 import re
 import warnings
@@ -205,3 +206,194 @@ def test_provenance_marks_uncommitted_source_as_dirty(tmp_path):
         assert records._git_commit() == clean + "-dirty"
     finally:
         scratch.unlink()
+
+
+# --- issue 22: data loss, setup failures, bad input, the hold-out class -------------------------
+
+
+def test_the_leaderboard_never_deletes_a_file_it_did_not_write(cli, tmp_path):
+    results = tmp_path / "results"
+    for preference in ("0.3,0.7", "0.6,0.4"):
+        _one_record(cli, results / preference, "--preference", preference)
+    paper = tmp_path / "mypaper"
+    (paper / "plots").mkdir(parents=True)
+    figure, notes = paper / "plots" / "figure1.png", paper / "notes.md"
+    figure.write_bytes(b"my figure")
+    notes.write_text("my notes\n")
+    for _ in range(2):  # the second one finds its own outputs of the first
+        result = cli("leaderboard", "--results-dir", str(results), "--out", str(paper))
+        assert result.exit_code == 0, result.output
+    assert figure.read_bytes() == b"my figure" and notes.read_text() == "my notes\n"
+    listed = json.loads((paper / ".moabench-outputs.json").read_text())
+    assert "LEADERBOARD.md" in listed and "plots/figure1.png" not in listed
+    # a plot the leaderboard wrote and no longer draws is removed; a hostile list never reaches
+    # outside the folder
+    (paper / "plots" / "retired.png").write_bytes(b"old")
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep\n")
+    manifest = paper / ".moabench-outputs.json"
+    manifest.write_text(json.dumps(listed + ["plots/retired.png", "../outside.txt"]))
+    assert cli("leaderboard", "--results-dir", str(results), "--out", str(paper)).exit_code == 0
+    assert not (paper / "plots" / "retired.png").exists()
+    assert outside.read_text() == "keep\n" and figure.exists()
+
+
+def test_a_damaged_cached_reference_is_rebuilt(tmp_path, monkeypatch):
+    from moabench import make_task
+    from moabench.language import tiny
+
+    monkeypatch.setenv("MOABENCH_CACHE", str(tmp_path / "cache"))
+    task = make_task("safety")
+    tokenizer = tiny.task_tokenizer(task)
+    weights = {k: v.clone() for k, v in tiny.task_reference(task, tokenizer).state_dict().items()}
+    (folder,) = (tmp_path / "cache" / "references").iterdir()
+    (saved,) = folder.glob("*.safetensors")
+    saved.write_bytes(saved.read_bytes()[: saved.stat().st_size // 2])  # an interrupted copy
+    rebuilt = tiny.task_reference(task, tokenizer).state_dict()
+    assert rebuilt.keys() == weights.keys()
+    assert all(torch_equal(rebuilt[k], weights[k]) for k in weights)
+    flipped = bytearray(saved.read_bytes())  # a damaged byte that still loads
+    flipped[-1] ^= 0xFF
+    saved.write_bytes(bytes(flipped))
+    again = tiny.task_reference(task, tokenizer).state_dict()
+    assert all(torch_equal(again[k], weights[k]) for k in weights)
+
+
+def torch_equal(a, b) -> bool:
+    import torch
+
+    return bool(torch.equal(a, b))
+
+
+def read_safety_pairs(dataset: Path):
+    from moabench import make_task
+    from moabench.language import hub
+
+    task = make_task("safety", scale="small", dataset=str(dataset), n_pairs=4, n_eval_prompts=1)
+    return hub.read_pairs(task.paper_setups["small"], task.params, task.space.names)
+
+
+@pytest.mark.parametrize(
+    "name, content, message",
+    [
+        ("empty.jsonl", "", "the file has no rows"),
+        ("blank.jsonl", "\n\n", "the file has no rows"),
+        ("header.csv", "prompt,response_a,response_b,helpfulness\n", "the file has no rows"),
+        ("empty.csv", "", "the file has no rows"),
+        ("bad.jsonl", '{"prompt": "a"}\n{"prompt": bad}\n', "line 2, column 12: not valid JSON"),
+        ("list.jsonl", '{"prompt": "a"}\n[1, 2]\n', "line 2: expected a JSON object, got list"),
+    ],
+)
+def test_a_data_file_without_rows_or_with_a_bad_line_is_one_clear_error(
+    tmp_path, name, content, message
+):
+    path = tmp_path / name
+    path.write_text(content)
+    with pytest.raises(ConfigError) as error:
+        read_safety_pairs(path)
+    assert str(path) in str(error.value) and message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_csv_pairs_take_one_column_per_objective(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text(
+        "prompt,response_a,response_b,helpfulness,harmlessness\n"
+        "p1,a1,b1,a,b\n"
+        "p2,a2,b2,,a\n"  # unlabelled for helpfulness
+        "p3,a3,b3,tie,\n"
+    )
+    pairs, skipped = read_safety_pairs(path)
+    labels = {p: pairs.signs[:, i].tolist() for i, p in enumerate(pairs.prompts)}
+    assert labels == {"p1": [1.0, -1.0], "p2": [0.0, 1.0], "p3": [0.0, 0.0]}
+    assert skipped == {}
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("prompt,response_a,response_b,helpfulnes\np,a,b,a\n")
+    with pytest.raises(ConfigError, match="no 'preferred' field and no column for any objective"):
+        read_safety_pairs(wrong)
+    bad_label = tmp_path / "label.csv"
+    bad_label.write_text("prompt,response_a,response_b,helpfulness\np,a,b,yes\n")
+    with pytest.raises(ConfigError, match="row 1: 'preferred' values must be 'a', 'b' or 'tie'"):
+        read_safety_pairs(bad_label)
+
+
+# The hold-out class: non-finite parameters, extreme preferences, damaged record files, through
+# run, sweep, leaderboard and reproduce.
+
+NON_FINITE = ["NaN", "nan", "Infinity", "-inf", "1e400"]
+
+
+@pytest.mark.parametrize("value", NON_FINITE)
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_non_finite_parameters_are_one_line_errors(cli, tmp_path, value, command):
+    base = ("run",) if command == "run" else ("sweep", "--seeds", "0", "--partitions", "1")
+    for option in (f"--param=c={value}", f"--task-param=learning_rate={value}"):
+        result = cli(*base, "--algo", "cagrad", "--task", "zdt1", option,
+                     "--results-dir", str(tmp_path))  # fmt: skip
+        assert result.exit_code == 2, result.output
+        assert "Input should be a finite number" in result.output
+    if command == "run":
+        result = cli("run", "--algo", "ls", "--task", "zdt1", "--preference", f"{value},1",
+                     "--results-dir", str(tmp_path))  # fmt: skip
+        assert result.exit_code == 2 and "has non-finite entries" in result.output
+    assert not list(tmp_path.glob("*.json"))
+
+
+def test_non_finite_parameters_in_a_sweep_file_are_errors(cli, tmp_path):
+    config = tmp_path / "sweep.json"
+    config.write_text('{"algorithms": ["cagrad"], "tasks": ["zdt1"], "seeds": [0], '
+                      '"algorithm_params": {"cagrad": {"c": NaN}}}')  # fmt: skip
+    result = cli("sweep", "--config", str(config), "--results-dir", str(tmp_path / "r"))
+    assert result.exit_code == 2 and "field 'c': Input should be a finite number" in result.output
+
+
+@pytest.mark.parametrize("preference", ["1e-300,1", "0.9999999999999999,1e-16", "1e-320,1"])
+@pytest.mark.parametrize("algorithm", ["ls", "mgda", "cagrad", "raco", "upgrad", "gapo"])
+def test_extreme_preferences_give_finite_records(cli, tmp_path, preference, algorithm):
+    result = cli("run", "--algo", algorithm, "--task", "zdt1", "--preference", preference,
+                 "--task-param", "steps=10", "--results-dir", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (record,) = load_records(tmp_path).records
+    assert record.status == "ok" and all(math.isfinite(v) for v in record.objectives)
+
+
+DAMAGED = {
+    "empty": b"",
+    "truncated": None,  # the first half of a real record
+    "not UTF-8": b"\xff\xfe{",
+    "deeply nested": b"[" * 100_000,
+    "a huge integer": b'{"schema_version": ' + b"9" * 5000 + b"}",
+    "not an object": b"[1, 2]",
+    "null": b"null",
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGED))
+def test_a_damaged_record_file_is_handled_by_every_command(cli, tmp_path, damage):
+    results = tmp_path / "results"
+    good = _one_record(cli, results, "--preference", "0.3,0.7")
+    damaged = _one_record(cli, tmp_path / "other", "--preference", "0.6,0.4")
+    content = DAMAGED[damage]
+    target = results / damaged.name
+    target.write_bytes(damaged.read_bytes()[:200] if content is None else content)
+    board = cli("leaderboard", "--results-dir", str(results), "--out", str(tmp_path / "board"))
+    assert board.exit_code == 0, board.output
+    assert f"warning: skipped {target}" in " ".join(board.output.split())
+    check = cli("reproduce", "--results-dir", str(results), "--reference", str(results))
+    assert check.exit_code == 1 and f"{target}: unreadable" in " ".join(check.output.split())
+    as_reference = cli("reproduce", "--results-dir", str(tmp_path / "other"),
+                       "--reference", str(results))  # fmt: skip
+    assert as_reference.exit_code == 1 and "not in" in as_reference.output
+    sweep = ("sweep", "--algo", "ls", "--task", "zdt1", "--seeds", "0", "--partitions", "1",
+             "--results-dir", str(tmp_path / "sweep"))  # fmt: skip
+    assert cli(*sweep).exit_code == 0
+    first = sorted((tmp_path / "sweep").glob("*.json"))[0]
+    first.write_bytes(first.read_bytes()[:200] if content is None else content)
+    resumed = cli(*sweep)
+    assert resumed.exit_code == 0, resumed.output
+    assert "2 runs: 1 already done, 1 ok" in " ".join(resumed.output.split())
+    assert load_records(tmp_path / "sweep").skipped == []  # a damaged file is replaced
+    rerun = cli("run", "--algo", "ls", "--task", "zdt1", "--preference", "0.6,0.4",
+                "--results-dir", str(results))  # fmt: skip
+    assert rerun.exit_code == 0, rerun.output
+    assert load_records(results).skipped == [] and good.exists()

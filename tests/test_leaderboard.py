@@ -1,6 +1,7 @@
 """The leaderboard from hand-made records on made-up tasks (so the reference front is the union),
 on a three-preference grid (`partitions=2`)."""
 
+import json
 import math
 
 import numpy as np
@@ -297,7 +298,9 @@ def test_check_reports_a_stale_page_and_plot_files(results, tmp_path):
     build(results, board)
     page = board / "site" / "index.html"
     page.write_text(page.read_text().replace("<h1>", "<h1>old "))
-    (board / "plots" / "retired-task.png").write_bytes(b"png")
+    (board / "plots" / "retired-task.png").write_bytes(b"png")  # as an earlier version drew it
+    manifest = board / ".moabench-outputs.json"
+    manifest.write_text(json.dumps(json.loads(manifest.read_text()) + ["plots/retired-task.png"]))
     (board / "plots" / "toy-task_overlay.png").unlink()
     differences = check_leaderboard(results, board, partitions=PARTITIONS).differences
     assert any(line.startswith("-<h1>old ") for line in differences), differences
