@@ -217,15 +217,16 @@ def sampled_batch(
 def right_padded(rows: Sequence[tuple[torch.Tensor, torch.Tensor]], pad_token_id: int) -> Batch:
     """(prompt ids, response ids) per row -> a right-padded `Batch` marking the responses."""
     width = max(len(prompt) + len(response) for prompt, response in rows)
-    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    response_mask = torch.zeros((len(rows), width), dtype=torch.bool)
+    shape, device = (len(rows), width), rows[0][0].device
+    input_ids = torch.full(shape, pad_token_id, dtype=torch.long, device=device)
+    attention_mask = torch.zeros(shape, dtype=torch.long, device=device)
+    response_mask = torch.zeros(shape, dtype=torch.bool, device=device)
     for i, (prompt, response) in enumerate(rows):
         end = len(prompt) + len(response)
         input_ids[i, :end] = torch.cat([prompt, response])
         attention_mask[i, :end] = 1
         response_mask[i, len(prompt) : end] = True
-    return Batch(input_ids, attention_mask, response_mask).to(rows[0][0].device)
+    return Batch(input_ids, attention_mask, response_mask)
 
 
 def concatenate(parts: Sequence[Samples], pad_token_id: int) -> Samples:
