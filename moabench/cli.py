@@ -41,6 +41,7 @@ from moabench.language.task import LanguageTask
 from moabench.runs.records import (
     SEED_LIMIT,
     CorruptRecordError,
+    RecordWriteError,
     committed_records_folder,
     RunConfig,
     RunRecord,
@@ -109,12 +110,12 @@ def user_errors() -> Iterator[None]:
         warnings.showwarning = notice
         try:
             yield
+        except (RunError, RecordWriteError) as error:  # not bad input: a setup, the disk, a bug
+            say(err, "error:", "red", error)
+            raise typer.Exit(1) from None
         except (*USER_ERRORS, UsageError) as error:
             say(err, "error:", "red", error)
             raise typer.Exit(2) from None
-        except RunError as error:  # not bad input: the run's setup, a bug
-            say(err, "error:", "red", error)
-            raise typer.Exit(1) from None
 
 
 def parse_assignments(assignments: list[str] | None, option: str) -> dict[str, Any]:

@@ -397,3 +397,16 @@ def test_a_damaged_record_file_is_handled_by_every_command(cli, tmp_path, damage
                 "--results-dir", str(results))  # fmt: skip
     assert rerun.exit_code == 0, rerun.output
     assert load_records(results).skipped == [] and good.exists()
+
+
+def test_a_record_that_cannot_be_written_is_one_line_naming_it(cli, tmp_path):
+    from moabench.runs.runner import resolve_config
+
+    blocked = tmp_path / f"{resolve_config('ls', 'zdt1').key()}.json"
+    blocked.mkdir()
+    result = cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(tmp_path))
+    assert result.exit_code == 1
+    assert f"error: cannot write the record {blocked}: Is a directory" in " ".join(
+        result.output.split()
+    )
+    assert not list(tmp_path.glob(".*.tmp"))
