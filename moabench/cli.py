@@ -10,6 +10,7 @@ record and prints. `sweep` under a launcher is an error: each process would run 
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import signal
@@ -217,8 +218,8 @@ class SweepProgress:
 
     def __init__(self, total: int, workers: int, every: float) -> None:
         self.total, self.workers, self.due = total, workers, _Every(every)
-        self.done = self.failed = 0
-        self.queue: list[RunConfig] = []
+        self.done = self.failed = self.before = 0
+        self.queue: dict[str, RunConfig] = {}  # by key, in the order they start
         self.started = time.monotonic()
         self.bar: Progress | None = None
 
@@ -242,15 +243,16 @@ class SweepProgress:
     def pending(self, summary: SweepSummary, queue: Sequence[RunConfig]) -> None:
         """The runs done before this sweep, and those to run in their order."""
         self.done = summary.already_done + len(summary.kept)
-        self.queue, self.before, self.started = list(queue), self.done, time.monotonic()
+        self.queue = {config.key(): config for config in queue}
+        self.before, self.started = self.done, time.monotonic()
         self._show(force=True)
 
     def record(self, record: RunRecord | None) -> None:
         """A run finished (None: another sweep ran it)."""
         key = None if record is None else record.config.key()
-        mine = [i for i, config in enumerate(self.queue) if config.key() == key]
-        if self.queue:
-            self.queue.pop(mine[0] if mine else 0)
+        if key not in self.queue and self.queue:  # another sweep's: the next one, say
+            key = next(iter(self.queue))
+        self.queue.pop(key, None)
         self.done += 1
         self.failed += record is not None and record.status != "ok"
         self._show(force=self.done == self.total)
@@ -264,7 +266,7 @@ class SweepProgress:
             eta = f", about {_duration((time.monotonic() - self.started) / finished * left)} left"
         else:
             eta = ", time left: after the first run"
-        running = "; ".join(run_label(config) for config in self.queue[: self.workers])
+        running = "; ".join(map(run_label, itertools.islice(self.queue.values(), self.workers)))
         return (
             f"{self.done}/{self.total} done, {self.failed} failed{eta}"
             + (f"; running: {running}" if running else "")
