@@ -70,7 +70,6 @@ from moabench.runs.sweep import (
     SweepInterrupted,
     SweepStopped,
     SweepSummary,
-    plan_size,
     plan_sweep,
     run_sweep,
     usable_workers,
@@ -604,7 +603,6 @@ def sweep(
         sweep_config = sweep_config.model_copy(
             update={k: v for k, v in overrides.items() if v is not None}
         )
-        say(err, "plan:", "bold", f"{plan_size(sweep_config):,} runs; records in {results_dir}")
         try:
             plan = plan_sweep(sweep_config, limit=None if yes else CONFIRM_ABOVE_RUNS)
         except PlanTooLargeError as error:
@@ -627,6 +625,7 @@ def sweep(
                 "come from a commit that reproduces them. Commit first, or pass --allow-dirty"
             )
         runs = len({c.key() for c in plan.configs})
+        say(err, "plan:", "bold", f"{runs:,} runs; records in {results_dir}")
         capped = usable_workers(workers) if executor == Executor.local else workers
         if capped < workers:
             say(err, "notice:", "yellow", f"--workers {workers} capped at {capped}: this "

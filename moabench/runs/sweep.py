@@ -115,7 +115,7 @@ def plan_sweep(config: SweepConfig, limit: int | None = None) -> SweepPlan:
     `PlanTooLargeError` when it holds more than `limit` runs, before any is built."""
     unsupported: list[tuple[str, str]] = []
     cells = list(_cells(config, unsupported))
-    size = _size(cells, config.partitions)
+    size = sum(lattice_size(c.n_objectives, config.partitions) * len(c.seeds) for c in cells)
     if limit is not None and size > limit:
         raise PlanTooLargeError(
             f"the sweep plans {size:,} runs, more than {limit:,}; fewer partitions, seeds or "
@@ -136,15 +136,6 @@ def plan_sweep(config: SweepConfig, limit: int | None = None) -> SweepPlan:
                     )
                 )
     return plan
-
-
-def plan_size(config: SweepConfig) -> int:
-    """How many runs `plan_sweep(config)` plans, from the grids' sizes (without building them)."""
-    return _size(list(_cells(config, [])), config.partitions)
-
-
-def _size(cells: list[Cell], partitions: int | None) -> int:
-    return sum(lattice_size(cell.n_objectives, partitions) * len(cell.seeds) for cell in cells)
 
 
 def lattice_size(n_objectives: int, partitions: int | None) -> int:
