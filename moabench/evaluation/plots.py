@@ -201,18 +201,16 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
 
     for name in names:
         fraction, low, high = aggregate.profiles[name]
-        colour, marker = styles[name]
-        middle.step(aggregate.taus, fraction, where="post", color=colour, linewidth=1.3, label=name)
+        colour, _ = styles[name]
+        middle.step(aggregate.taus, fraction, where="post", color=colour, linewidth=1.3)
         middle.fill_between(
             aggregate.taus, low, high, step="post", color=colour, alpha=0.12, linewidth=0
         )
     middle.set_xlabel("τ: HV / reference HV")
     middle.set_ylabel("fraction of runs above τ")
-    middle.set_title("performance profiles (band: 95% CI)")
+    middle.set_title("performance profiles\n(colours as on the left; band: 95% CI)")
     middle.set_ylim(-0.02, 1.02)
     middle.grid(alpha=0.3)
-    if names:
-        middle.legend(loc="lower left")
 
     matrix = np.full((k, k), np.nan)
     for i, x in enumerate(names):
