@@ -71,7 +71,7 @@ def test_the_parts_losses_average_to_the_whole_rollouts():
     batch = problem.sample(prompts, 3).batch
     assert len(set(batch.attention_mask.sum(dim=1).tolist())) > 1  # rows of different lengths
     mask = batch.response_mask[:, 1:].float()
-    parts = micro_batch_parts(len(prompts), 2, "cpu")
+    parts = micro_batch_parts(len(prompts), 2)
 
     def rollout(in_parts: list[torch.Tensor]) -> Rollout:
         return Rollout(
@@ -79,7 +79,7 @@ def test_the_parts_losses_average_to_the_whole_rollouts():
             log_probs_in_parts(problem.reference_log_probs, batch, in_parts), mask.sum(),
         )  # fmt: skip
 
-    whole_parts = micro_batch_parts(len(prompts), len(prompts), "cpu")
+    whole_parts = micro_batch_parts(len(prompts), len(prompts))
     assert len(whole_parts) == 1 and len(parts) == 4
     torch.testing.assert_close(
         rollout(parts).old_log_probs * mask, rollout(whole_parts).old_log_probs * mask
@@ -120,3 +120,20 @@ def test_pama_batch_level_refuses_micro_batches():
     rule = make_algorithm("pama", [0.5, 0.5], level="batch")
     with pytest.raises(ConfigError, match="level='batch' and micro_batch_size=8"):
         train_online(problem, rule, seed=0, params=task.params, m=2)
+
+
+def test_the_micro_batches_widths_take_one_host_copy_per_pass(monkeypatch):
+    """The trainer gives `select_rows` each micro-batch's width, read from one host copy of the
+    rows' lengths per pass over the rollout (one device sync, not one per micro-batch)."""
+    from moabench.language import online
+
+    asked = []
+    select_rows = online.select_rows
+
+    def spied(batch, index, trim=True, width=None):
+        asked.append(width)
+        return select_rows(batch, index, trim, width)
+
+    monkeypatch.setattr(online, "select_rows", spied)
+    trained_parameters("upgrad", 4)
+    assert asked and None not in asked

@@ -135,9 +135,15 @@ def sequence_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
     return (token_log_probs(model, batch) * batch.response_mask[:, 1:]).sum(dim=-1)
 
 
-def select_rows(batch: Batch, index: torch.Tensor, trim: bool = True) -> Batch:
-    """The rows `index` of a batch; with `trim`, without the columns that are padding in all."""
-    width = int(batch.attention_mask[index].sum(dim=1).max()) if trim else batch.input_ids.shape[1]
+def select_rows(
+    batch: Batch, index: torch.Tensor | slice, trim: bool = True, width: int | None = None
+) -> Batch:
+    """The rows `index` of a batch; with `trim`, without the columns that are padding in all
+    (a device sync to find them, unless their `width` is given)."""
+    if width is None:
+        width = (
+            int(batch.attention_mask[index].sum(dim=1).max()) if trim else batch.input_ids.shape[1]
+        )
     return Batch(
         batch.input_ids[index, :width],
         batch.attention_mask[index, :width],

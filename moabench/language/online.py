@@ -121,34 +121,45 @@ class Rollout:
     #: denominator of the losses' token means, so that their mean over processes is the global one
     tokens: torch.Tensor
 
-    def part(self, rows: torch.Tensor, parts: int) -> Rollout:
-        """The `rows` of this rollout as one of `parts` equal micro-batches, without the columns
-        that are padding in all of them; its losses divide by `tokens / parts`, so that the
-        mean of the parts' losses is this rollout's."""
-        batch = select_rows(self.batch, rows)
-        width = batch.input_ids.shape[1] - 1
+    def part(self, rows: slice, parts: int, width: int) -> Rollout:
+        """The `rows` of this rollout as one of `parts` equal micro-batches, cut to their
+        `width` (the columns that are not padding in all of them); its losses divide by
+        `tokens / parts`, so that the mean of the parts' losses is this rollout's."""
+        batch = select_rows(self.batch, rows, width=width)
+        width -= 1
         return Rollout(
             batch, self.mask[rows, :width], self.old_log_probs[rows, :width],
             self.reference_log_probs[rows, :width], self.tokens / parts,
         )  # fmt: skip
 
 
-def micro_batch_parts(rows: int, size: int, device: str) -> list[torch.Tensor]:
-    """The row indices of each micro-batch of `size` rows."""
-    return list(torch.arange(rows, device=device).split(size))
+def micro_batch_parts(rows: int, size: int) -> list[slice]:
+    """The rows of each micro-batch of `size` rows."""
+    return [slice(start, start + size) for start in range(0, rows, size)]
+
+
+def part_widths(batch: Batch, parts: list[slice]) -> list[int]:
+    """Each part's width up to its longest row, from one host copy of the rows' lengths (one
+    device sync for all the parts, where `select_rows` alone would take one per part)."""
+    lengths = batch.attention_mask.sum(dim=1).tolist()
+    return [max(lengths[rows]) for rows in parts]
 
 
 def split_rollout(
-    rollout: Rollout, advantage: torch.Tensor, parts: list[torch.Tensor]
+    rollout: Rollout, advantage: torch.Tensor, parts: list[slice]
 ) -> list[tuple[Rollout, torch.Tensor]]:
     """The rollout and its (k, n) advantages in micro-batches (itself when there is one)."""
     if len(parts) == 1:
         return [(rollout, advantage)]
-    return [(rollout.part(rows, len(parts)), advantage[:, rows]) for rows in parts]
+    widths = part_widths(rollout.batch, parts)
+    return [
+        (rollout.part(rows, len(parts), width), advantage[:, rows])
+        for rows, width in zip(parts, widths)
+    ]
 
 
 def log_probs_in_parts(
-    log_probs: Callable[[Batch], torch.Tensor], batch: Batch, parts: list[torch.Tensor]
+    log_probs: Callable[[Batch], torch.Tensor], batch: Batch, parts: list[slice]
 ) -> torch.Tensor:
     """`log_probs(batch)`, (n, T - 1), computed micro-batch by micro-batch (each without its
     all-padding columns, which hold 0), without gradients."""
@@ -158,8 +169,8 @@ def log_probs_in_parts(
         whole = torch.zeros(
             batch.input_ids.shape[0], batch.input_ids.shape[1] - 1, device=batch.input_ids.device
         )
-        for rows in parts:
-            values = log_probs(select_rows(batch, rows))
+        for rows, width in zip(parts, part_widths(batch, parts)):
+            values = log_probs(select_rows(batch, rows, width=width))
             whole[rows, : values.shape[1]] = values
         return whole
 
@@ -214,7 +225,7 @@ def train_online(
         f"prompts_per_step x group_size = {params.prompts_per_step} x {params.group_size}",
         "responses",
     )  # fmt: skip
-    parts = micro_batch_parts(rows.stop - rows.start, size, problem.device)
+    parts = micro_batch_parts(rows.stop - rows.start, size)
     if len(parts) > 1 and batch_level:
         raise ConfigError(
             f"{algorithm.name} with level='batch' and micro_batch_size={size}: its weights come "
@@ -298,7 +309,7 @@ def _online_step(
     gram_parameters: list[torch.Tensor] | None,
     device: str,
     rows: slice,
-    parts: list[torch.Tensor],
+    parts: list[slice],
     autogram_modules: list[torch.nn.Module] | None = None,
 ) -> int:
     """The `ppo_epochs` updates of one step on `rollout`, this process's `rows` of the global
