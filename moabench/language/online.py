@@ -28,9 +28,9 @@ seed of a one-process run on process 0 of one). The rewards (and KL penalties) o
 are gathered, so advantages, scalarised rewards and `observe_rewards` are the global batch's; each
 loss's token mean divides by the global batch's response tokens per process (`Rollout.tokens`),
 so the processes' mean loss is the global batch's, and the gradients are averaged over the
-processes (`moabench.core.gradients`). Sampling and scoring each end in `distributed.failing_together`:
-a process whose sampling or scoring fails stops every process with its error (the record of
-process 0 then says why), none waits in a collective for it.
+processes (`moabench.core.gradients`). Sampling and scoring each end in
+`distributed.failing_together`: a process whose sampling or scoring fails stops every process
+with its error (the record of process 0 then says why), none waits in a collective for it.
 
 Micro-batches (`micro_batch_size` responses, dividing each process's share): the rollout's
 log-probabilities and every update are computed a micro-batch at a time, each cut to its longest
