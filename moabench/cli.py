@@ -240,6 +240,12 @@ class SweepProgress:
         if self.bar is not None:
             self.bar.stop()
 
+    def notice(self, event: ProgressReport | str) -> None:
+        """A report of a run in this process (one worker): one-off work (a reference build) as a
+        notice; its steps are not shown."""
+        if isinstance(event, str):
+            say(err if self.bar is None else self.bar.console, "notice:", "yellow", event)
+
     def pending(self, summary: SweepSummary, queue: Sequence[RunConfig]) -> None:
         """The runs done before this sweep, and those to run in their order."""
         self.done = summary.already_done + len(summary.kept)
@@ -635,7 +641,7 @@ def sweep(
                 f"notice: {algorithm_name} does not support {task_name}; left out (n/a)",
                 highlight=False,
             )
-        with SweepProgress(runs, capped, log_every) as progress:
+        with SweepProgress(runs, capped, log_every) as progress, listening(progress.notice):
             try:
                 summary = run_sweep(
                     plan.configs,
