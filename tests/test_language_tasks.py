@@ -240,3 +240,36 @@ def test_sample_tokens_are_generates_token_for_token(temperature):
                 )  # fmt: skip
             assert torch.equal(ours, expected)
             assert torch.equal(torch.get_rng_state(), state)
+
+
+# --- the per-process cache of a preference run's data --------------------------------------------
+
+
+def test_preference_data_is_shared_only_by_runs_with_the_same_data():
+    """`data_key` moves with every parameter but the training-only ones and with the reference's
+    weights; a run served from the cache gets what it would have computed."""
+    from moabench.language.preference import pair_reference_log_probs
+
+    base = make_task("summarization", n_pairs=16)
+    tokenizer = tiny.task_tokenizer(base)
+    reference = tiny.task_reference(base, tokenizer)
+    key = tiny.data_key(base, reference)
+    same = [{"steps": 3}, {"beta": 0.5}, {"learning_rate": 0.1}, {"n_eval_prompts": 8}]
+    for params in same:
+        assert tiny.data_key(make_task("summarization", n_pairs=16, **params), reference) == key
+    other = [{"data_seed": 1}, {"n_pairs": 17}, {"label_noise": 0.3}, {"n_objectives": 3},
+             {"micro_batch_size": 4}]  # fmt: skip
+    for params in other:
+        task = make_task("summarization", **{"n_pairs": 16, **params})
+        assert tiny.data_key(task, reference) != key, params
+    moved = tiny.task_reference(base, tokenizer)
+    with torch.no_grad():
+        next(moved.parameters())[0, 0] += 1e-6
+    assert tiny.data_key(base, moved) != key
+    pairs, signs, margins, log_probs = tiny.shared_preference_data(base, reference, tokenizer)
+    assert tiny.shared_preference_data(base, reference, tokenizer)[0] is pairs  # from the cache
+    data, fresh_margins = tiny.preference_data(base, reference, tokenizer)
+    fresh = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
+    assert torch.equal(fresh.input_ids, pairs.input_ids) and torch.equal(data.signs, signs)
+    assert torch.equal(fresh_margins, margins)
+    assert torch.equal(pair_reference_log_probs(reference, fresh, None, "cpu"), log_probs)
