@@ -19,7 +19,5 @@ def test_figures_of_three_tasks(benchmark, tmp_path):
     records, _ = read_results(RESULTS)
     board = standings(records[records["task"].isin(["zdt1", "dtlz2", "safety"])])
     groups = aggregates(board)
-    benchmark.pedantic(
-        lambda: leaderboard._draw(board, groups, tmp_path), rounds=1, iterations=1
-    )
+    benchmark.pedantic(lambda: leaderboard._draw(board, groups, tmp_path), rounds=1, iterations=1)
     assert len(list((tmp_path / "plots").glob("*.png"))) == 11

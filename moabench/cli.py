@@ -43,9 +43,9 @@ from moabench.runs.records import (
     SEED_LIMIT,
     CorruptRecordError,
     RecordWriteError,
-    committed_records_folder,
     RunConfig,
     RunRecord,
+    committed_records_folder,
     compare_records,
     ensure_writable,
     load_records,
@@ -194,7 +194,9 @@ def showing_run_progress(shown: bool = True) -> Iterator[None]:
                     say(bar.console, "notice:", "yellow", event)
                 else:
                     objectives = f"objectives {_numbers(event.objectives)}"
-                    bar.update(task, total=event.total, completed=event.done, description=objectives)
+                    bar.update(
+                        task, total=event.total, completed=event.done, description=objectives
+                    )
 
             with listening(show):
                 yield
@@ -273,9 +275,8 @@ class SweepProgress:
         else:
             eta = ", time left: after the first run"
         running = "; ".join(map(run_label, itertools.islice(self.queue.values(), self.workers)))
-        return (
-            f"{self.done}/{self.total} done, {self.failed} failed{eta}"
-            + (f"; running: {running}" if running else "")
+        return f"{self.done}/{self.total} done, {self.failed} failed{eta}" + (
+            f"; running: {running}" if running else ""
         )
 
     def _show(self, force: bool = False) -> None:
@@ -355,7 +356,9 @@ def _parameter_tables(
         sections.setdefault(where(name), []).append(name)
     tables = []
     for place, names in sections.items():
-        table = _table("parameter", "default", "description", title=f"{kind} for {place}" if place else kind)
+        table = _table(
+            "parameter", "default", "description", title=f"{kind} for {place}" if place else kind
+        )
         for name in names:
             default = fields[name].get_default(call_default_factory=True)
             table.add_row(name, repr(default), fields[name].description or "")
@@ -439,6 +442,7 @@ def list_entries(
         else:
             known = ["algorithms", "tasks", *tasks.names(), *algorithms.names()]
             raise UnknownNameError(unknown_name_message("task or algorithm", name, known))
+
 
 @app.command()
 def run(
@@ -845,4 +849,3 @@ def reproduce(
 def _report_skipped(skipped: list[tuple[Path, str]]) -> None:
     for path, reason in skipped:
         say(err, "warning:", "yellow", f"skipped {path}: {reason}")
-

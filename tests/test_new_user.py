@@ -95,7 +95,9 @@ def test_the_readme_flow_gives_a_leaderboard_without_empty_or_broken_parts(cli, 
 def test_a_table_without_a_complete_front_shows_no_hv_nan(cli, tmp_path):
     """Without an exact front the reference is the union of the complete fronts: none yet."""
     results = tmp_path / "results"
-    assert cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(results)).exit_code == 0
+    assert (
+        cli("run", "--algo", "ls", "--task", "zdt1", "--results-dir", str(results)).exit_code == 0
+    )
     build_leaderboard(results, tmp_path / "board", reference_front=lambda task, params: None)
     markdown = assert_nothing_broken(tmp_path / "board")
     assert "Reference front: none yet" in markdown
@@ -162,9 +164,7 @@ def test_sweep_logs_done_failed_time_left_and_the_current_run(cli, tmp_path):
     assert lines[-1] == "sweep: 3/3 done, 0 failed"
 
 
-def test_sweep_takes_param_and_task_param_for_every_algorithm_and_task_that_has_them(
-    cli, tmp_path
-):
+def test_sweep_takes_param_and_task_param_for_every_algorithm_and_task_that_has_them(cli, tmp_path):
     result = cli("sweep", "--algo", "ls,raco", "--task", "zdt1,fonseca", "--seeds", "0",
                  "--partitions", "1", "--param", "c=0.5", "--task-param", "steps=20",
                  "--results-dir", str(tmp_path))  # fmt: skip
@@ -172,7 +172,9 @@ def test_sweep_takes_param_and_task_param_for_every_algorithm_and_task_that_has_
     records = load_records(tmp_path).records
     assert len(records) == 8 and {r.config.task_params["steps"] for r in records} == {20}
     assert {r.config.algorithm_params.get("c") for r in records} == {None, 0.5}
-    assert all(r.config.algorithm_params["c"] == 0.5 for r in records if r.config.algorithm == "raco")
+    assert all(
+        r.config.algorithm_params["c"] == 0.5 for r in records if r.config.algorithm == "raco"
+    )
 
 
 @pytest.mark.parametrize(

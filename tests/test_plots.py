@@ -116,7 +116,9 @@ def test_figures_are_for_print_a_png_at_300_dpi_and_a_pdf_with_readable_text(
             assert image.info["dpi"][0] == pytest.approx(300, abs=1) and image.width >= 1800
         assert path.with_suffix(".pdf").read_bytes().startswith(b"%PDF")
     for figure in figures:
-        sizes = [text.get_fontsize() for text in figure.findobj(matplotlib.text.Text) if text.get_text()]
+        sizes = [
+            text.get_fontsize() for text in figure.findobj(matplotlib.text.Text) if text.get_text()
+        ]
         assert min(sizes) >= 8, sizes  # 8 pt at the printed size: ticks and legends included
 
 

@@ -45,7 +45,11 @@ class Collector(HTMLParser):
         attrs = dict(attrs)
         if tag == "table":
             kind = next(
-                (k for k in ("data-aggregate", "data-task", "data-metrics", "data-costs") if k in attrs),
+                (
+                    k
+                    for k in ("data-aggregate", "data-task", "data-metrics", "data-costs")
+                    if k in attrs
+                ),
                 "",
             )
             self.tables.append(f"{kind}={attrs.get(kind, '')}" if kind else attrs.get("class"))
@@ -142,7 +146,9 @@ def test_results_come_first_and_tables_fit_a_1400_pixel_window(board):
         page.wait_for_load_state("load")
         first = page.locator("table.sortable").first.bounding_box()
         assert first is not None and first["y"] + 60 < 900  # its header and a row on screen
-        overflow = page.locator("table[data-task], table[data-metrics], table[data-costs]").evaluate_all(
+        overflow = page.locator(
+            "table[data-task], table[data-metrics], table[data-costs]"
+        ).evaluate_all(
             "tables => tables.map(t => t.parentElement.scrollWidth - t.parentElement.clientWidth)"
         )
         assert overflow and all(extra <= 0 for extra in overflow), overflow

@@ -173,7 +173,9 @@ def _figures(tables: list[TaskTable], groups: list[Aggregate]) -> set[str]:
 def _drawn_plots(tables: list[TaskTable], groups: list[Aggregate]) -> set[str]:
     """The plot files the leaderboard writes: every figure as PNG and as PDF beside it."""
     return {
-        name for png in _figures(tables, groups) for name in (png, png.removesuffix(".png") + ".pdf")
+        name
+        for png in _figures(tables, groups)
+        for name in (png, png.removesuffix(".png") + ".pdf")
     }
 
 

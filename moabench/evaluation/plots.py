@@ -134,9 +134,9 @@ def plot_fronts(
     then one panel per algorithm with `partial` fronts, titled "partial, not ranked"."""
     m = _check_objectives(space)
     panels = [(name, fronts[name], name) for name in sorted(fronts)] + [
-        (name, points, f"{name}: partial, not ranked") for name, points in sorted((partial or {}).items())
+        (name, points, f"{name}: partial, not ranked")
+        for name, points in sorted((partial or {}).items())
     ]
-    names = [title_ for _, _, title_ in panels]
     side = 1.75 if m == 2 else 2.5  # inches per panel: 3-D axes need room for their labels
     columns = min(4 if m == 2 else 3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / columns))
@@ -153,7 +153,7 @@ def plot_fronts(
             axes.set_title(heading, color="0.35" if heading != panels[index][0] else "black")
         _set_limits(axes, limits)
         row, column = divmod(index, columns)
-        bottom = row == rows - 1 or index + columns >= len(names)
+        bottom = row == rows - 1 or index + columns >= len(panels)
         _label_axes(axes, space, x=bottom or m == 3, y=column == 0 or m == 3)
     handles += [
         Line2D([], [], color="0.2", marker="o", linestyle="", label="non-dominated in its seed's front"),
@@ -184,9 +184,7 @@ def plot_aggregate(aggregate: Aggregate, path: Path, styles: Mapping[str, Style]
     figure, (left, middle, right) = plt.subplots(
         1, 3, figsize=(10, 0.25 * k + 2.6), layout="constrained", width_ratios=[1, 1.25, 1.1]
     )
-    figure.suptitle(
-        f"Across tasks, {aggregate.group}: {', '.join(aggregate.tables)}"
-    )
+    figure.suptitle(f"Across tasks, {aggregate.group}: {', '.join(aggregate.tables)}")
     for position, name in enumerate(names):
         interval, (colour, marker) = aggregate.iqm[name], styles[name]
         y = k - 1 - position  # the best on top
