@@ -120,6 +120,9 @@ class Rollout:
     #: the global batch's response tokens per process (mask.sum() on one process): the
     #: denominator of the losses' token means, so that their mean over processes is the global one
     tokens: torch.Tensor
+    #: `old_log_probs` with their graph where the only update's forward would repeat theirs
+    #: (`reuses_first_forward`): that update takes them instead of a forward of its own
+    log_probs: torch.Tensor | None = None
 
     def part(self, rows: slice, parts: int, width: int) -> Rollout:
         """The `rows` of this rollout as one of `parts` equal micro-batches, cut to their
@@ -182,11 +185,29 @@ def group_advantages(rewards: np.ndarray, params: LanguageParams, device: str) -
     return torch.as_tensor(advantage, dtype=torch.float32, device=device)
 
 
+def reuses_first_forward(
+    params: LanguageParams,
+    algorithm: Algorithm,
+    parts: list[slice],
+    autogram_modules: list[torch.nn.Module] | None,
+) -> bool:
+    """Whether the rollout's forward can serve as the step's only update's too: one update
+    (`ppo_epochs` 1, no gradients observed before it), in one micro-batch, outside the autogram
+    engine (whose hooks must see the forward). The policy is in eval mode, so the forward with
+    gradients gives the same values as one without: the ratio is exactly 1 either way."""
+    return (
+        params.ppo_epochs == 1 and len(parts) == 1 and autogram_modules is None
+        and not algorithm.observes_gradients
+    )  # fmt: skip
+
+
 def ratio_and_kl(
     policy: torch.nn.Module, rollout: Rollout, params: LanguageParams
 ) -> tuple[torch.Tensor, torch.Tensor | float]:
     """Per-token importance ratios pi / pi_old, and the KL loss term (0 with `kl_in_reward`)."""
-    log_probs = token_log_probs(policy, rollout.batch)
+    log_probs = rollout.log_probs
+    if log_probs is None:
+        log_probs = token_log_probs(policy, rollout.batch)
     ratio = torch.exp(log_probs - rollout.old_log_probs)
     if params.kl_in_reward or params.kl_coef == 0:
         return ratio, 0.0
@@ -265,11 +286,18 @@ def train_online(
         algorithm.observe_rewards(rewards.mean(axis=0))  # the policy after the previous update
         batch = samples.batch.to(problem.device)  # what was sampled, not its text re-tokenized
         mask = batch.response_mask[:, 1:].float()
+        first_forward = None
+        if reuses_first_forward(params, algorithm, parts, autogram_modules):
+            first_forward = token_log_probs(policy, batch)
+            old_log_probs = first_forward.detach()
+        else:
+            old_log_probs = log_probs_in_parts(
+                functools.partial(token_log_probs, policy), batch, parts
+            )
         rollout = Rollout(
-            batch, mask,
-            log_probs_in_parts(functools.partial(token_log_probs, policy), batch, parts),
+            batch, mask, old_log_probs,
             log_probs_in_parts(problem.reference_log_probs, batch, parts),
-            distributed.average(mask.sum()),
+            distributed.average(mask.sum()), first_forward,
         )  # fmt: skip
         if params.kl_in_reward:
             sequence_kl = ((rollout.old_log_probs - rollout.reference_log_probs) * mask).sum(dim=1)
