@@ -68,7 +68,7 @@ def test_the_page_has_the_aggregates_a_table_per_task_and_its_plots(board):
         "data-task=fonseca", "data-metrics=fonseca", "data-costs=fonseca",
         "data-task=zdt1", "data-metrics=zdt1", "data-costs=zdt1", None,  # zdt1's partial fronts
     ]  # fmt: skip
-    assert len(collector.images) == 5  # the aggregate, and per task the overlay and the panels
+    assert len(collector.images) == 7  # the aggregate; per task the overlay, panels and compute
     for source in collector.images + collector.links:
         assert (page.parent / source).resolve().is_file(), source
     text = page.read_text()
@@ -126,7 +126,7 @@ def test_the_page_in_a_real_browser(board):
         widths = page.locator("img").evaluate_all(
             "images => images.map(i => i.complete ? i.naturalWidth : 0)"
         )
-        assert len(widths) == 5 and all(w > 0 for w in widths)
+        assert len(widths) == 7 and all(w > 0 for w in widths)
         assert page.locator("details.failures summary").inner_text() == "failed runs (1)"
         browser.close()
 

@@ -24,6 +24,7 @@ from moabench.core.errors import ConfigError
 from moabench.core.registry import UnknownNameError
 from moabench.core.task import tasks
 from moabench.evaluation import fronts, load_results
+from moabench.evaluation.leaderboard import build_leaderboard
 from moabench.language import steering, tiny
 from moabench.language.conditioning import Conditioning
 from moabench.language.advantages import advantages as group_advantages
@@ -125,6 +126,11 @@ def test_a_sweep_trains_each_expert_once_and_a_resumed_sweep_trains_nothing(tmp_
     assert per_front.loc["rewarded-soups", "gradient_evaluations"] == expert_evaluations
     assert per_front.loc["mod", "gradient_evaluations"] == expert_evaluations
     assert per_front.loc["mod", "wall_time"] > sum(r.cost.wall_time_s for r in experts.values())
+    # the leaderboard draws and links hypervolume against that compute
+    build_leaderboard(tmp_path, tmp_path / "board", partitions=2)
+    page = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    figure = next(p for p in (tmp_path / "board" / "plots").glob("*_compute.png"))
+    assert f"plots/{figure.name}" in page and figure.with_suffix(".pdf").exists()
 
 
 def test_an_ls_run_at_a_vertex_keeps_its_policy_for_the_steerable_methods(tmp_path, monkeypatch):

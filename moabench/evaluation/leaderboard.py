@@ -118,6 +118,13 @@ def _draw(board: Standings, groups: list[Aggregate], out_dir: Path) -> None:
                 _front_points(board.records, table, complete=True), reference.raw, legend,
                 out_dir / table.plot, _front_points(board.records, table, complete=False),
             )  # fmt: skip
+        if table.compute in figures:
+            plots.plot_compute(
+                f"{table.label}\nhypervolume against the front's training compute",
+                {row.algorithm: (row.summary["hypervolume"], row.summary["gradient_evaluations"])
+                 for row in table.ranked},
+                out_dir / table.compute, styles,
+            )  # fmt: skip
     for group in groups:
         if f"plots/{group.slug}.png" in figures:
             plots.plot_aggregate(group, out_dir / f"plots/{group.slug}.png", styles)
@@ -157,9 +164,11 @@ def _median_fronts(fronts: pd.DataFrame, table: TaskTable, points: dict[str, tup
 
 def _figures(tables: list[TaskTable], groups: list[Aggregate]) -> set[str]:
     """The figures the leaderboard draws, as their PNG paths: per aggregate with an algorithm,
-    its figure; per task table with two or three objectives, its overlay where an algorithm is
-    ranked and its small multiples where any front has a point (partial fronts marked)."""
+    its figure; per task table with an algorithm ranked, hypervolume against front compute;
+    with two or three objectives, its overlay where an algorithm is ranked and its small
+    multiples where any front has a point (partial fronts marked)."""
     drawn = {f"plots/{group.slug}.png" for group in groups if group.algorithms}
+    drawn |= {table.compute for table in tables if table.ranked}
     for table in tables:
         if table.space.n_objectives not in (2, 3):
             continue

@@ -177,6 +177,9 @@ def _render_table(table: TaskTable, figures: set[str]) -> list[str]:
     lines += _figure(
         table.plot, f"{table.label}: every seed's points, one panel per algorithm", figures
     )
+    lines += _figure(
+        table.compute, f"{table.label}: hypervolume against the front's training compute", figures
+    )
     failures = sorted(
         (failure for row in table.rows for failure in row.failed),
         key=lambda f: (f.algorithm, f.key),

@@ -8,6 +8,10 @@
 - `plot_fronts`: small multiples, one panel per algorithm on shared axes: every seed's final
   points, coloured by preference, filled where non-dominated within their seed's front and
   hollow where dominated; partial fronts (not ranked) in panels of their own, titled so.
+- `plot_compute`: per task, each algorithm's mean hypervolume (with its interval over seeds)
+  against the training compute of its front, in gradient evaluations on a log axis: every
+  distinct training counted once (11 runs for a per-preference front of 11 points, the 2
+  experts of Rewarded Soups, the one training of a conditioned policy).
 - `plot_aggregate`: an across-task aggregate: the IQM with its 95% interval, the performance
   profiles with their bands, and the probability-of-improvement matrix.
 
@@ -37,6 +41,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from moabench.core.task import HV_REFERENCE, ObjectiveSpace  # noqa: E402
 from moabench.evaluation.aggregates import Aggregate  # noqa: E402
 from moabench.evaluation.metrics import nondominated_mask  # noqa: E402
+from moabench.evaluation.stats import Interval  # noqa: E402
 
 #: per algorithm: every complete front's final points (n, m) in raw units, their preferences
 #: (n, m) and seeds (n,)
@@ -172,6 +177,36 @@ def plot_fronts(
             Line2D([], [], color="none", label="colour: preference (w1, w2, w3) as (R, G, B)")
         )
     figure.legend(handles=handles, loc="outside lower center", ncols=2)
+    return _save(figure, path)
+
+
+@_print_style
+def plot_compute(
+    title: str,
+    rows: Mapping[str, tuple[Interval, Interval]],
+    path: Path,
+    styles: Mapping[str, Style],
+) -> Path:
+    """Per algorithm: (hypervolume, gradient evaluations per front) -> one point with the
+    hypervolume's interval, at its mean compute (log axis)."""
+    figure = plt.figure(figsize=(7, 4.2), layout="constrained")
+    axes = figure.add_subplot(1, 1, 1)
+    axes.set_title(title)
+    for name in sorted(rows):
+        hypervolume, evaluations = rows[name]
+        colour, marker = styles[name]
+        low, high = hypervolume.low, hypervolume.high
+        error = None if math.isnan(low) else [[hypervolume.mean - low], [high - hypervolume.mean]]
+        axes.errorbar(
+            max(evaluations.mean, 1.0), hypervolume.mean, yerr=error, color=colour,
+            marker=marker, markerfacecolor="none", markersize=7, capsize=3, linestyle="",
+            label=name,
+        )  # fmt: skip
+    axes.set_xscale("log")
+    axes.set_xlabel("gradient evaluations per front (every distinct training once)")
+    axes.set_ylabel("hypervolume (normalised space)")
+    axes.grid(True, which="major", linewidth=0.4, alpha=0.5)
+    figure.legend(loc="outside right upper", title="mean over seeds, 95% interval")
     return _save(figure, path)
 
 

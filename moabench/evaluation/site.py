@@ -316,6 +316,15 @@ def _task_section(table: TaskTable, index: int, figures: set[str]) -> str:
         "partial show fronts that are not ranked.",
         figures,
     )
+    lines += _figure(
+        table.compute,
+        f"{table.label}: hypervolume against compute",
+        "Each algorithm's mean hypervolume (95% interval over seeds) against the gradient "
+        "evaluations of the trainings behind its front, each distinct training counted once: 11 "
+        "runs for a front of 11 per-preference points, 2 experts for Rewarded Soups and MOD, one "
+        "training for a conditioned policy or RiC.",
+        figures,
+    )
     failures = sorted(
         (f for row in table.rows for f in row.failed), key=lambda f: (f.algorithm, f.key)
     )

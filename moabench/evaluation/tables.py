@@ -171,6 +171,7 @@ class TaskTable:
     partial: list[PartialFront]
     plot: str  # small multiples, one panel per algorithm
     overlay: str  # every algorithm's front on one set of axes
+    compute: str  # hypervolume against the front's training compute
 
     @property
     def ranked(self) -> list[Row]:
@@ -303,6 +304,7 @@ def task_table(records: pd.DataFrame, fronts: pd.DataFrame, reference: Reference
         ],
         plot=f"plots/{slug}.png",
         overlay=f"plots/{slug}_overlay.png",
+        compute=f"plots/{slug}_compute.png",
     )
 
 
