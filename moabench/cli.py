@@ -508,6 +508,15 @@ def run(
     for name, value in zip(names, record.objectives or []):
         table.add_row(name, f"{value:.6g}")
     console.print(table)
+    shared = record.shared_training
+    if shared:  # a steerable method: its shared training's cost, then the steering's own
+        console.print(
+            f"shared training ({len(shared)} run{'s' * (len(shared) > 1)}, trained once for every "
+            f"preference): {sum(s.cost.steps for s in shared)} steps, "
+            f"{sum(s.cost.gradient_evaluations for s in shared)} gradient evaluations, "
+            f"{sum(s.cost.wall_time_s for s in shared):.2f} s; steering this preference:",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
     console.print(
         f"{record.cost.steps} steps, {record.cost.gradient_evaluations} gradient evaluations, "
         f"{record.cost.wall_time_s:.2f} s; record: {path}",

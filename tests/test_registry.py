@@ -108,6 +108,7 @@ def test_a_third_party_steerable_method_runs_from_its_entry_point(tmp_path, inst
             env=env, capture_output=True, text=True,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr
+        assert "shared training (2 runs, trained once for every preference)" in run.stdout
     from moabench.runs.records import load_records
 
     written = load_records(results).records

@@ -305,6 +305,12 @@ def test_each_step_takes_the_rule_at_a_drawn_preference_fed_to_the_policy():
     np.testing.assert_array_equal(again.preference, seen[0])  # seeded
 
 
+@pytest.mark.parametrize("rule", ["ls", "upgrad"])
+def test_a_conditioned_policy_trains_online(rule):
+    config = resolve_config("conditioned", "safety", [0.3, 0.7], 0, {"rule": rule}, FAST_ONLINE)
+    assert execute(config).status == "ok"
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [

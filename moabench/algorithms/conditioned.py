@@ -90,6 +90,7 @@ class ConditionedTraining(GramRule):
         self.draws = np.random.default_rng([seed, PREFERENCE_STREAM])
         self.m = m
         self.preference = np.full(m, 1.0 / m)  # until the first step draws one
+        self.params = validate_params(rule.Params, rule_params, f"rule {rule.name!r}")
 
     @property
     def name(self) -> str:  # the messages of the trainers name the rule
@@ -99,7 +100,6 @@ class ConditionedTraining(GramRule):
         preference = self.draws.dirichlet(np.ones(self.m))
         self.current = self.rule(preference, **self.rule_params)
         self.preference = self.current.preference
-        self.params = self.current.params
         self.condition(self.preference)
 
     def coefficients(self, gram: np.ndarray, learning_rate: float = 0.0) -> np.ndarray:
