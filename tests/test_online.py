@@ -316,10 +316,11 @@ def improves_its_most_weighted_objective(algorithm, task, reference_scores):
 def test_gapo_improves_both_safety_objectives_given_enough_steps(reference_scores):
     """GAPO's claim (improving helpfulness and harmlessness together) at w = (0.5, 0.5). It needs
     the policy to tell harmful prompts from benign ones, which takes longer than the default 80
-    steps: measured at 80 steps (0.10, 0.82) -> (0.62, 0.59), a trade; at 160 steps, seeds 0-2,
-    (0.26, 0.997), (0.31, 0.998), (0.34, 0.93)."""
+    steps. Since rollouts train on the sampled ids (no <eos> appended to a truncated response),
+    measured at seed 0: 160 steps (0.10, 0.82) -> (0.69, 0.61), still a trade; 240 steps
+    (0.29, 0.98), 320 steps (0.30, 0.99). (Before: (0.26, 0.997) at 160 steps.)"""
     objectives = execute(
-        resolve_config("gapo", "safety", [0.5, 0.5], 0, None, {"paradigm": "online", "steps": 160})
+        resolve_config("gapo", "safety", [0.5, 0.5], 0, None, {"paradigm": "online", "steps": 240})
     ).objectives
     assert np.all(np.array(objectives) > reference_scores("safety") + 0.02), objectives
 
