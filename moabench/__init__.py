@@ -4,7 +4,11 @@ The registries live in `moabench.core.algorithm.algorithms` and `moabench.core.t
 re-exported here because `moabench.algorithms` and `moabench.tasks` are the built-in subpackages.
 """
 
-from moabench.core.algorithm import (
+from moabench.core.determinism import pin_cpu_numerics
+
+pin_cpu_numerics()  # before anything imports torch: same numbers on every x86 host
+
+from moabench.core.algorithm import (  # noqa: E402
     Algorithm,
     GramRule,
     Paradigm,
@@ -13,8 +17,8 @@ from moabench.core.algorithm import (
     make_algorithm,
     register_algorithm,
 )
-from moabench.core.preferences import simplex_lattice, validate_preference
-from moabench.core.task import ObjectiveSpace, RunOutput, Task, make_task, register_task
+from moabench.core.preferences import simplex_lattice, validate_preference  # noqa: E402
+from moabench.core.task import ObjectiveSpace, RunOutput, Task, make_task, register_task  # noqa: E402
 
 __version__ = "0.1.0"
 

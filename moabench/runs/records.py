@@ -25,6 +25,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from moabench.core.determinism import cpu_numerics
 from moabench.core.errors import describe_validation_error
 
 SCHEMA_VERSION = 1
@@ -414,5 +415,6 @@ def _hardware() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "cpu_numerics": cpu_numerics(),
         "gpus": gpus,
     }
