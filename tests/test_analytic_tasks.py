@@ -8,7 +8,7 @@ import torch
 from pymoo.problems import get_problem
 
 from moabench import make_algorithm, make_task, per_objective_gradients
-from moabench.evaluation.metrics import nondominated
+from moabench.evaluation.metrics import hypervolume, nondominated
 from moabench.runs.runner import execute, resolve_config
 
 ANALYTIC = ["zdt1", "zdt2", "fonseca", "cagrad-toy", "dtlz2"]
@@ -214,3 +214,37 @@ def test_default_runs_reach_the_front_at_interior_preferences(name):
             else:
                 gap = np.min(np.linalg.norm(front - task.space.normalize(final), axis=1))
             assert gap < 0.005, (preference, seed, final)
+
+
+def test_front_hypervolumes_equal_their_closed_forms_by_hand():
+    # r = 1.1: the box r^m less the region under the front (ZDT1 1/3, ZDT2 2/3, DTLZ2 pi/6)
+    assert make_task("zdt1").front_hypervolume() == pytest.approx(1.21 - 1 / 3, abs=1e-15)
+    assert make_task("zdt2").front_hypervolume() == pytest.approx(1.21 - 2 / 3, abs=1e-15)
+    assert make_task("dtlz2").front_hypervolume() == pytest.approx(1.331 - math.pi / 6, abs=1e-15)
+    assert make_task("dtlz2").front_hypervolume() == pytest.approx(0.8074012, abs=1e-7)
+    assert make_task("zdt1").front_hypervolume(1.0) == pytest.approx(2 / 3)
+    assert make_task("cagrad-toy").front_hypervolume() is None  # numerical front: no closed form
+
+
+@pytest.mark.parametrize("name", ["zdt1", "zdt2", "fonseca", "dtlz2"])
+def test_dense_samples_of_the_front_approach_the_closed_form_from_below(name):
+    """A sample's hypervolume falls short of the whole front's, by less as it gets denser."""
+    task = make_task(name)
+    if name == "dtlz2":  # points of the unit sphere's octant on a fine angular grid
+        a, b = np.meshgrid(np.linspace(0, np.pi / 2, 400), np.linspace(0, np.pi / 2, 400))
+        dense = np.stack([np.cos(a) * np.cos(b), np.cos(a) * np.sin(b), np.sin(a)], -1)
+        dense, tolerance = dense.reshape(-1, 3), 5e-3
+    else:
+        t = np.linspace(0, 1, 20001)
+        if name == "fonseca":
+            s, n = 1 / math.sqrt(3), 3
+            t = -s + 2 * s * t
+            dense = np.stack([1 - np.exp(-n * (t - s) ** 2), 1 - np.exp(-n * (t + s) ** 2)], 1)
+        else:
+            dense = np.stack([t, 1 - np.sqrt(t) if name == "zdt1" else 1 - t**2], 1)
+        tolerance = 1e-4
+    exact = task.front_hypervolume()
+    sampled = hypervolume(task.space.normalize(task.pareto_front()))
+    fine = hypervolume(task.space.normalize(dense))
+    assert sampled < fine <= exact + 1e-12
+    assert exact - fine < tolerance

@@ -127,6 +127,12 @@ class Task(Registrable):
         """The exact (or numerically exact) Pareto front in raw units, or None when unknown."""
         return None
 
+    def front_hypervolume(self, reference: float = HV_REFERENCE) -> float | None:
+        """The exact hypervolume of the whole Pareto front in the normalised minimisation space
+        w.r.t. (reference, ..., reference), from a closed form; None where there is none (the
+        leaderboard then takes the HV of the sampled `pareto_front`, which falls short of it)."""
+        return None
+
     def run(self, algorithm: Algorithm, seed: int) -> RunOutput:
         raise NotImplementedError
 

@@ -267,6 +267,13 @@ def default_reference_front(task: str, task_params: dict[str, Any]) -> np.ndarra
     return tasks.get(task)(**task_params).pareto_front()
 
 
+def default_front_hypervolume(task: str, task_params: dict[str, Any]) -> float | None:
+    """The registered task's exact front hypervolume from its closed form, or None."""
+    if task not in tasks:
+        return None
+    return tasks.get(task)(**task_params).front_hypervolume()
+
+
 def grid_of(n_objectives: int, partitions: int | None = None) -> set[tuple[float, ...]]:
     """The preference grid a complete front covers, as rounded tuples (`on_grid`)."""
     return {_rounded(w) for w in simplex_lattice(n_objectives, partitions)}
@@ -296,15 +303,20 @@ def mark_fronts(records: pd.DataFrame, partitions: int | None = None) -> pd.Data
 @dataclass(frozen=True)
 class Reference:
     """A table's reference front: "exact" (the task's known front) or "union" (the
-    non-dominated points of every complete front in the table, all seeds)."""
+    non-dominated points of every complete front in the table, all seeds). Its hypervolume is
+    the task's closed form where it has one (`closed_form`), else that of `points` (a sample of
+    the front falls short of the whole front's: 4% on DTLZ2 with 325 points)."""
 
     kind: str
     points: np.ndarray  # normalised minimisation space, (n, m); empty when there is none
     raw: np.ndarray  # the same points in raw units
     description: str
+    closed_form: float | None = None
 
     @cached_property
     def hypervolume(self) -> float:
+        if self.closed_form is not None:
+            return self.closed_form
         return hypervolume(self.points) if len(self.points) else math.nan
 
 
@@ -318,9 +330,14 @@ def reference_of(
     if exact is not None:
         exact = np.asarray(exact, dtype=np.float64)
         doc = _front_doc(first["task"])
+        closed_form = (
+            default_front_hypervolume(first["task"], json.loads(first["task_params"]))
+            if reference_front is default_reference_front
+            else None
+        )
         return Reference(
             "exact", space.normalize(exact), exact,
-            f"the exact front, {len(exact)} points" + (f" ({doc})" if doc else ""),
+            f"the exact front, {len(exact)} points" + (f" ({doc})" if doc else ""), closed_form,
         )  # fmt: skip
     ranked = table[table["complete"] & (table["status"] == "ok")]
     raw = np.asarray(list(ranked["objectives"]), dtype=np.float64).reshape(-1, space.n_objectives)

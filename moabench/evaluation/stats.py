@@ -10,6 +10,24 @@ Per task, over one algorithm's seeds:
   two-sided paired t-test. Wilcoxon's signed-rank test is not used: its exact p-value is at least
   2 / 2^n (0.25 at 3 seeds, 0.0625 at 5), so it could never separate two algorithms on the
   language tasks' 5 seeds, let alone after a multiplicity correction.
+- `sign_flip_test` and `hodges_lehmann`: the robust pair beside it. The paired permutation test
+  flips the signs of the differences (under "no difference" each sign is a fair coin) and
+  compares the signed-rank statistic sum_i sign(d_i) rank(|d_i|) with all 2^n flips
+  (scipy.stats.permutation_test; this is Wilcoxon's exact signed-rank test). One seed lost by a
+  lot cannot outvote nine won by a little, as it does the t-test's mean. Its p-value cannot fall
+  below 2 / 2^n (0.125 at 4 seeds): few seeds cannot separate without the t-test's normality.
+  Its effect size is the Hodges-Lehmann estimate, the median of the Walsh averages
+  (d_i + d_j) / 2, i <= j (Hodges & Lehmann 1963), the estimate the signed-rank test inverts.
+- `equivalence_test`: two one-sided paired t-tests (TOST, Schuirmann 1987) of |mean| >= margin;
+  p < 0.05 says the mean difference is within +-margin (the 90% t interval lies inside it).
+- `deterministic`: values whose spread over seeds is below `DETERMINISTIC_SD`: seeds add no
+  variance, so a p-value would only measure floating-point noise.
+- `bootstrap_ranks`: the rank of each of k methods in seed resamples (seeds resampled jointly,
+  as they are shared): the probability of being best and a 95% rank interval.
+- `best_set`: Hsu's multiple comparisons with the best (Hsu 1984, "Constrained simultaneous
+  confidence intervals for multiple comparisons with the best"), paired by seed, Bonferroni over
+  the k - 1 comparisons: the methods not separated from the best, a set that holds the truly
+  best with probability at least 95% (when the paired differences are roughly normal).
 - `holm`: Holm's step-down adjustment (Holm 1979, "A simple sequentially rejective multiple test
   procedure"), which controls the family-wise error over a table's comparisons with the leader
   without assuming they are independent (they share the leader).
@@ -47,6 +65,8 @@ from scipy import stats
 BOOTSTRAP_SEED = 0
 BOOTSTRAP_RESAMPLES = 2000
 CONFIDENCE = 0.95
+#: Seeds add no variance below this standard deviation (HV units of the normalised space).
+DETERMINISTIC_SD = 1e-4
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,113 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
         warnings.simplefilter("ignore", RuntimeWarning)
         p_value = float(stats.ttest_1samp(differences, 0.0).pvalue)
     return PairedTest(interval, p_value)
+
+
+def hodges_lehmann(differences: Sequence[float] | np.ndarray) -> float:
+    """The median of the Walsh averages (d_i + d_j) / 2, i <= j, of the non-nan `differences`
+    (nan without any)."""
+    d = _finite(differences)
+    if len(d) == 0:
+        return math.nan
+    i, j = np.triu_indices(len(d))
+    return float(np.median((d[i] + d[j]) / 2))
+
+
+def _signed_rank(d: np.ndarray, axis: int = -1) -> np.ndarray:
+    """sum_i sign(d_i) rank(|d_i|), average ranks for ties (a zero adds nothing)."""
+    return np.sum(np.sign(d) * stats.rankdata(np.abs(d), axis=axis), axis=axis)
+
+
+def sign_flip_test(differences: Sequence[float] | np.ndarray) -> float:
+    """Two-sided p-value of the paired permutation test of the non-nan `differences`: the
+    signed-rank statistic against every one of the 2^n sign flips (n <= 16; random flips,
+    `BOOTSTRAP_RESAMPLES` of them from `BOOTSTRAP_SEED`, beyond). nan with fewer than two."""
+    d = _finite(differences)
+    if len(d) < 2:
+        return math.nan
+    if not np.any(d):
+        return 1.0
+    result = stats.permutation_test(
+        (d,), _signed_rank, permutation_type="samples", vectorized=True,
+        n_resamples=math.inf if len(d) <= 16 else BOOTSTRAP_RESAMPLES,
+        rng=np.random.default_rng(BOOTSTRAP_SEED),
+    )  # fmt: skip
+    return float(min(1.0, result.pvalue))
+
+
+def equivalence_test(differences: Sequence[float] | np.ndarray, margin: float) -> float:
+    """p-value of two one-sided paired t-tests (TOST) that the mean of the non-nan
+    `differences` lies within (-margin, margin): the larger of the two one-sided p-values.
+    Equal differences have no spread: p = 0 inside the margin, 1 outside; nan from one value."""
+    d = _finite(differences)
+    if len(d) < 2:
+        return math.nan
+    if np.ptp(d) == 0:
+        return 0.0 if abs(d[0]) < margin else 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        above = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
+        below = stats.ttest_1samp(d, margin, alternative="less").pvalue
+    return float(max(above, below))
+
+
+def deterministic(values: Sequence[float] | np.ndarray) -> bool:
+    """Whether two or more non-nan `values` spread less than `DETERMINISTIC_SD` (sample SD)."""
+    data = _finite(values)
+    return len(data) >= 2 and float(data.std(ddof=1)) < DETERMINISTIC_SD
+
+
+@dataclass(frozen=True)
+class RankUncertainty:
+    """Per method, over seed resamples: P(best) (ties share it) and the 95% interval of its
+    rank (1 = best, ties take the best rank they share)."""
+
+    p_best: np.ndarray
+    rank_low: np.ndarray
+    rank_high: np.ndarray
+
+
+def bootstrap_ranks(values: np.ndarray) -> RankUncertainty:
+    """Rank uncertainty of k methods from `values` (n seeds, k methods; higher is better; nan
+    where a method lacks a seed): the seeds resampled with replacement, jointly for every
+    method, `BOOTSTRAP_RESAMPLES` times from `BOOTSTRAP_SEED`; each resample ranks the methods'
+    means over the seeds they have (a method with none in a resample ranks last)."""
+    values = np.asarray(values, dtype=np.float64)
+    n, k = values.shape
+    picks = np.random.default_rng(BOOTSTRAP_SEED).integers(0, n, (BOOTSTRAP_RESAMPLES, n))
+    with warnings.catch_warnings():  # a method without any seed in a resample: nan, ranked last
+        warnings.simplefilter("ignore", RuntimeWarning)
+        means = np.nanmean(values[picks], axis=1)  # (resamples, k)
+    means = np.where(np.isnan(means), -np.inf, means)
+    ranks = stats.rankdata(-means, method="min", axis=1)
+    best = means == means.max(axis=1, keepdims=True)
+    p_best = (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
+    tail = (1 - CONFIDENCE) / 2
+    low, high = np.quantile(ranks, [tail, 1 - tail], axis=0, method="inverted_cdf")
+    return RankUncertainty(p_best, low.astype(int), high.astype(int))
+
+
+def best_set(values: np.ndarray) -> np.ndarray:
+    """Which of k methods (`values`: n seeds x k, higher is better, nan where a method lacks a
+    seed) are not separated from the best by multiple comparisons with the best: method i
+    leaves the set when some j beats it on their shared seeds by more than
+    t_{1 - 0.05/(k-1), n-1} times the standard error of the paired differences (Bonferroni over
+    the k - 1 comparisons that decide i). Fewer than two shared seeds separate nothing; equal
+    differences (no spread) separate exactly."""
+    values = np.asarray(values, dtype=np.float64)
+    k = values.shape[1]
+    keep = np.ones(k, dtype=bool)
+    for i in range(k):
+        for j in range(k):
+            shared = ~np.isnan(values[:, i]) & ~np.isnan(values[:, j])
+            d = values[shared, j] - values[shared, i]
+            if i == j or len(d) < 2:
+                continue
+            quantile = stats.t.ppf(1 - (1 - CONFIDENCE) / (k - 1), len(d) - 1)
+            if d.mean() - quantile * d.std(ddof=1) / math.sqrt(len(d)) > 0:
+                keep[i] = False
+                break
+    return keep
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:

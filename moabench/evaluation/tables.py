@@ -209,7 +209,8 @@ def reference_text(reference: Reference) -> str:
             "Reference front: none yet (it is the union of every algorithm's complete fronts, "
             "and no front is complete), so no HV / reference HV."
         )
-    return f"Reference front: {reference.description}; its HV is {reference.hypervolume:.4g}."
+    how = " (the whole front's, from its closed form)" if reference.closed_form is not None else ""
+    return f"Reference front: {reference.description}; its HV{how} is {reference.hypervolume:.4g}."
 
 
 def table_notes(table: TaskTable) -> list[str]:

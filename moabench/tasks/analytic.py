@@ -22,7 +22,7 @@ import numpy as np
 from pydantic import Field
 
 from moabench.analytic import AnalyticParams, AnalyticProblem
-from moabench.core.task import ObjectiveSpace, register_task
+from moabench.core.task import HV_REFERENCE, ObjectiveSpace, register_task
 
 if TYPE_CHECKING:
     import torch
@@ -54,6 +54,16 @@ def _arc_length_sample(front: np.ndarray, n_points: int) -> np.ndarray:
     return front[np.unique(np.clip(picks, 0, len(front) - 1))]
 
 
+def box_minus_below(reference: float, m: int, below: float) -> float:
+    """Exact hypervolume of a front whose normalised image lies in [0, 1]^m and joins the box's
+    faces (ideal 0, nadir 1): the box [0, r]^m less the `below` volume of [0, 1]^m that no front
+    point dominates, r^m - below (r >= 1: every point of [0, r]^m outside that region is
+    dominated)."""
+    if reference < 1:
+        raise ValueError(f"the closed form needs a reference point >= 1 (the nadir), got {reference}")
+    return reference**m - below
+
+
 class ZDTParams(AnalyticParams):
     steps: int = Field(100, ge=1, description="gradient steps per run")
     learning_rate: float = Field(0.2, gt=0, description="step size of the projected descent")
@@ -81,12 +91,19 @@ class _ZDT(AnalyticProblem):
     def _f1_and_g(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return x[..., 0], 1 + 9 * x[..., 1:].sum(dim=-1) / (self.n_var - 1)
 
+    #: The area under the front f2 = h(f1) on [0, 1], integral_0^1 h(f1) df1.
+    area_below_front: ClassVar[float]
+
     def pareto_front(self) -> np.ndarray:
         """pymoo's front: f1 evenly spaced on [0, 1] (`FRONT_POINTS` points)."""
         from pymoo.problems import get_problem
 
         problem = get_problem(self.name, n_var=self.n_var)
         return problem.pareto_front(n_pareto_points=FRONT_POINTS)
+
+    def front_hypervolume(self, reference: float = HV_REFERENCE) -> float:
+        """r^2 - integral_0^1 h(f1) df1 (`box_minus_below`)."""
+        return box_minus_below(reference, 2, self.area_below_front)
 
 
 @register_task("zdt1")
@@ -95,7 +112,10 @@ class ZDT1(_ZDT):
 
     f2 = g (1 - sqrt(f1 / g)). The ratio f1/g is floored at `ZDT_SQRT_FLOOR` = 1e-8 inside the
     square root so that the gradient stays finite at x1 = 0 (where f2 reads g (1 - 1e-4)).
+    The area under the front: integral_0^1 (1 - sqrt(f1)) df1 = 1 - 2/3 = 1/3.
     """
+
+    area_below_front = 1 / 3
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         import torch
@@ -109,8 +129,11 @@ class ZDT1(_ZDT):
 class ZDT2(_ZDT):
     """ZDT2: two objectives, non-convex front f2 = 1 - f1^2, n = 30 (Zitzler et al. 2000; pymoo).
 
-    f2 = g (1 - (f1 / g)^2), smooth everywhere in [0, 1]^n.
+    f2 = g (1 - (f1 / g)^2), smooth everywhere in [0, 1]^n. The area under the front:
+    integral_0^1 (1 - f1^2) df1 = 2/3.
     """
+
+    area_below_front = 2 / 3
 
     def evaluate(self, x: torch.Tensor) -> torch.Tensor:
         import torch
@@ -171,6 +194,21 @@ class FonsecaFleming(AnalyticProblem):
         return np.stack(
             [1 - np.exp(-n * (t - shift) ** 2), 1 - np.exp(-n * (t + shift) ** 2)], axis=1
         )
+
+    def front_hypervolume(self, reference: float = HV_REFERENCE) -> float:
+        """r^2 less the area under the normalised front, integral f2 d(f1) along t from
+        1/sqrt(n) down to -1/sqrt(n) (f1 grows as t falls), by adaptive quadrature (scipy's
+        quad, error about 1e-14)."""
+        from scipy.integrate import quad
+
+        n, shift, nadir = self.n_var, 1 / math.sqrt(self.n_var), self.space.nadir[0]
+
+        def f2_df1(t: float) -> float:  # f2(t) * -df1/dt, both normalised by the nadir
+            f2 = 1 - math.exp(-n * (t + shift) ** 2)
+            return f2 * -2 * n * (t - shift) * math.exp(-n * (t - shift) ** 2) / nadir**2
+
+        area = quad(f2_df1, -shift, shift, epsabs=1e-13, epsrel=1e-13)[0]
+        return box_minus_below(reference, 2, area)
 
 
 class ToyParams(AnalyticParams):
@@ -279,7 +317,9 @@ class DTLZ2(AnalyticProblem):
 
     g = sum_{i>=3} (x_i - 0.5)^2 (k = 10 distance variables), f = (1 + g) (cos a cos b,
     cos a sin b, sin a) with a = x1 pi/2, b = x2 pi/2; the Pareto set is x_3.. = 0.5, the front
-    the unit sphere's positive octant: ideal (0, 0, 0), nadir (1, 1, 1).
+    the unit sphere's positive octant: ideal (0, 0, 0), nadir (1, 1, 1). No point of the box
+    is dominated by the front inside the unit ball, so the front's hypervolume is r^3 - pi/6
+    (`front_hypervolume`): 0.8074 at r = 1.1.
     """
 
     n_var: ClassVar[int] = 12
@@ -309,3 +349,8 @@ class DTLZ2(AnalyticProblem):
 
         directions = get_reference_directions("das-dennis", 3, n_partitions=24)
         return get_problem("dtlz2", n_var=self.n_var, n_obj=3).pareto_front(directions)
+
+    def front_hypervolume(self, reference: float = HV_REFERENCE) -> float:
+        """r^3 - pi/6: the box less the unit ball's positive octant (a point x >= 0 is dominated
+        by the front exactly when |x| >= 1, by x / |x|)."""
+        return box_minus_below(reference, 3, math.pi / 6)

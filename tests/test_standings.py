@@ -1,0 +1,84 @@
+"""The standings' robust and rank statistics, utilities and flags against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from moabench.evaluation.stats import (
+    DETERMINISTIC_SD,
+    best_set,
+    bootstrap_ranks,
+    deterministic,
+    equivalence_test,
+    hodges_lehmann,
+    paired_t_test,
+    sign_flip_test,
+)
+
+
+def test_hodges_lehmann_is_the_median_of_the_walsh_averages():
+    # Walsh averages of 1, 2, 4: 1, 1.5, 2.5, 2, 3, 4 -> median (2 + 2.5) / 2
+    assert hodges_lehmann([1.0, 2.0, 4.0]) == 2.25
+    assert hodges_lehmann([5.0]) == 5.0
+    assert math.isnan(hodges_lehmann([]))
+    # one large loss barely moves it, where it drags the mean below zero
+    d = [0.001 * i for i in range(1, 10)] + [-0.89]
+    assert hodges_lehmann(d) > 0 > np.mean(d)
+
+
+def test_sign_flip_test_counts_sign_flips_by_hand():
+    # three wins: 1 of 8 flips reaches the signed-rank sum 6, 1 reaches -6: p = 2/8
+    assert sign_flip_test([1.0, 2.0, 3.0]) == pytest.approx(0.25)
+    assert sign_flip_test([0.0, 0.0, 0.0]) == 1.0
+    assert math.isnan(sign_flip_test([1.0]))
+    # nine small wins (ranks 1..9) and one loss of rank 10: W+ = 45; the subsets of 1..10 with a
+    # sum >= 45 are the complements of those with a sum <= 10, 43 of them: p = 2 * 43 / 1024
+    d = [0.001 * i for i in range(1, 10)] + [-0.89]
+    assert sign_flip_test(d) == pytest.approx(86 / 1024)
+    assert sign_flip_test(d) == pytest.approx(scipy_stats.wilcoxon(d, method="exact").pvalue)
+    assert paired_t_test(d, [0.0] * 10).p_value > 0.3  # the mean-based test: its sign is wrong
+
+
+def test_equivalence_test_by_hand():
+    # mean 0, s = 0.1, se = 0.1 / sqrt(3); t = 0.2 / se = 3.4641 on 2 degrees of freedom:
+    # P(T > t) = 1/2 - t / (2 sqrt(2 + t^2)) = 0.5 - 3.4641 / (2 sqrt(14)) = 0.037090
+    assert equivalence_test([0.1, -0.1, 0.0], 0.2) == pytest.approx(0.0370901, abs=1e-6)
+    assert equivalence_test([0.1, -0.1, 0.0], 0.01) > 0.4  # a narrow margin: no equivalence
+    assert equivalence_test([0.003, 0.003], 0.01) == 0.0  # no spread, inside the margin
+    assert equivalence_test([0.03, 0.03], 0.01) == 1.0
+    assert math.isnan(equivalence_test([0.1], 0.2))
+
+
+def test_deterministic_values_spread_less_than_the_stated_sd():
+    assert deterministic([0.5, 0.5 + DETERMINISTIC_SD / 10, 0.5])
+    assert not deterministic([0.5, 0.6, 0.5])
+    assert not deterministic([0.5])  # one value says nothing about spread
+
+
+def test_bootstrap_ranks_of_a_method_best_on_every_seed_and_of_twins():
+    values = np.array([[3.0, 1.0, 1.0], [4.0, 2.0, 2.0], [5.0, 0.0, 0.0]])
+    ranks = bootstrap_ranks(values)
+    assert ranks.p_best == pytest.approx([1.0, 0.0, 0.0])
+    assert list(ranks.rank_low) == [1, 2, 2] and list(ranks.rank_high) == [1, 2, 2]
+    twins = bootstrap_ranks(values[:, 1:])  # equal on every seed: they share being best
+    assert twins.p_best == pytest.approx([0.5, 0.5])
+
+
+def test_bootstrap_ranks_spread_when_seeds_disagree():
+    values = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])
+    ranks = bootstrap_ranks(values)
+    assert ranks.p_best.sum() == pytest.approx(1.0)
+    assert 0.3 < ranks.p_best[0] < 0.7
+    assert list(ranks.rank_low) == [1, 1] and list(ranks.rank_high) == [2, 2]
+
+
+def test_best_set_by_hand():
+    # d = (1, 0, 1): mean 2/3, se = 0.57735 / sqrt(3) = 1/3; t_{0.95, 2} = 2.92 -> not separated
+    assert list(best_set(np.array([[1.0, 0.0], [2.0, 2.0], [3.0, 2.0]]))) == [True, True]
+    # d = (1, 1, 1.1): mean 1.0333, se 0.0333: 1.0333 - 2.92 x 0.0333 > 0 -> separated
+    assert list(best_set(np.array([[1.0, 0.0], [2.0, 1.0], [3.0, 1.9]]))) == [True, False]
+    # one shared seed separates nothing; no spread separates exactly
+    assert list(best_set(np.array([[1.0, 0.0]]))) == [True, True]
+    assert list(best_set(np.array([[1.0, 0.5], [2.0, 1.5]]))) == [True, False]
