@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import torch
 
-from moabench.core.determinism import one_torch_thread
+from moabench.core.determinism import cpu_numerics, one_torch_thread
 from moabench.core.distributed import main_process_first
 from moabench.core.progress import announce
 from moabench.core.task import ObjectiveSpace
@@ -151,11 +151,14 @@ def reference_policy(
     demonstrations: Callable[[np.random.Generator, int], tuple[list[str], list[str]]],
 ) -> PreTrainedModel:
     """The supervised fine-tune of a fresh tiny model on `demonstrations(generator, n)` (prompts,
-    responses), cached under `cache_dir()/references/<name>-<hash of vocabulary and config>`
-    with the checksums of its files: a cache that does not match them (a truncated or damaged
-    file, an interrupted copy) is discarded and trained again."""
+    responses), cached under `cache_dir()/references/<name>-<hash of vocabulary, config and CPU
+    code paths>` (`cpu_numerics`: weights trained on other paths are not reused) with the
+    checksums of its files: a cache that does not match them (a truncated or damaged file, an
+    interrupted copy) is discarded and trained again."""
     key = hashlib.sha256(
-        json.dumps([name, tokenizer.get_vocab(), asdict(config)], sort_keys=True).encode()
+        json.dumps(
+            [name, tokenizer.get_vocab(), asdict(config), cpu_numerics()], sort_keys=True
+        ).encode()
     ).hexdigest()[:16]
     path = cache_dir() / "references" / f"{name}-{key}"
     with main_process_first():  # data parallelism: process 0 trains and saves, the others load
