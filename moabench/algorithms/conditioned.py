@@ -67,6 +67,15 @@ class PreferenceConditioned(SteerableMethod):
         validated = validate_params(rule.Params, params.rule_params, f"rule {params.rule!r}")
         rule.check_paradigm(validated, paradigm)
 
+    @classmethod
+    def check_task_params(cls, task_params: BaseModel) -> None:
+        super().check_task_params(task_params)
+        if task_params.scale != "tiny":
+            raise ConfigError(
+                f"algorithm 'conditioned' runs at the tiny scale only so far (a preference fed "
+                f"to a Hugging Face policy at scale {task_params.scale!r} is not implemented yet)"
+            )
+
     def training_rule(self, condition: Callable[[np.ndarray], None], m: int, seed: int) -> GramRule:
         rule = algorithms.get(self.params.rule)
         return ConditionedTraining(rule, self.params.rule_params, condition, m, seed)

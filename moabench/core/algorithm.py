@@ -186,16 +186,6 @@ class SteerableMethod(Algorithm):
         with each step's preference before the step's samples and losses."""
         raise NotImplementedError
 
-    @classmethod
-    def check_task_params(cls, task_params: BaseModel) -> None:
-        super().check_task_params(task_params)
-        scale = getattr(task_params, "scale", "tiny")
-        if scale != "tiny":
-            raise ConfigError(
-                f"algorithm {cls.name!r} runs at the tiny scale only so far (its experts' "
-                f"combination at scale {scale!r}, with LoRA adapters, is not implemented yet)"
-            )
-
     def combine(self, values):  # noqa: ANN001, ANN201 - torch tensors
         """sum_i w_i values[i], for m tensors of one shape (the experts' parameters or log-probs)."""
         total = float(self.preference[0]) * values[0]

@@ -490,18 +490,11 @@ def generate_text(
     response cut at max_new_tokens has no <eos>); a prompt longer than max_length -
     max_new_tokens tokens loses its beginning, as in training (`lm.make_batch`)."""
     torch.manual_seed(seed)
-    tokenizer.padding_side = tokenizer.truncation_side = "left"
     sampling = {"do_sample": True, "top_k": 0, "top_p": 1.0, "temperature": temperature}
     parts = []
-    for start in range(0, len(prompts), batch_size):
-        encoded = tokenizer(
-            list(prompts[start : start + batch_size]),
-            add_special_tokens=False,
-            padding=True,
-            truncation=True,
-            max_length=max_length - max_new_tokens,
-            return_tensors="pt",
-        ).to(device)
+    for encoded in encoded_batches(
+        tokenizer, prompts, batch_size, max_length - max_new_tokens, device
+    ):
         with torch.no_grad(), diverged_sampling():
             output = model.generate(
                 **encoded,
@@ -516,6 +509,19 @@ def generate_text(
         )  # fmt: skip
         parts.append(Samples(tokenizer.batch_decode(new_tokens, skip_special_tokens=True), batch))
     return concatenate_samples(parts, tokenizer.pad_token_id)
+
+
+def encoded_batches(
+    tokenizer, prompts: Sequence[str], batch_size: int, max_length: int, device: str
+) -> Iterator[Any]:
+    """The prompts tokenised in batches of `batch_size`, padded and truncated on the left to at
+    most `max_length` tokens, on `device`: what generation reads."""
+    tokenizer.padding_side = tokenizer.truncation_side = "left"
+    for start in range(0, len(prompts), batch_size):
+        yield tokenizer(
+            list(prompts[start : start + batch_size]), add_special_tokens=False, padding=True,
+            truncation=True, max_length=max_length, return_tensors="pt",
+        ).to(device)  # fmt: skip
 
 
 def eos_token_ids(model, tokenizer) -> list[int]:
@@ -640,6 +646,7 @@ class HubPieces:
     device: str
     data: PreferencePairs | None  # training pairs (None for a "problems" dataset)
     training_prompts: list[str]  # online training prompts: the pairs' or the problems'
+    eval_prompts: list[str]  # the held-out prompts that `evaluate` samples on
     scores: Callable[[list[str], list[str], bool], np.ndarray]  # (prompts, responses, evaluation)
     formatted: Callable[[list[str]], list[str]]  # raw prompts -> what the policy reads
     #: (model, prompts, seed, temperature=1) -> the responses' text and sampled token ids
@@ -715,8 +722,8 @@ def load_pieces(
         )  # fmt: skip
 
     return HubPieces(
-        policy, tokenizer, device, data, training_prompts, scores, formatted, sample, evaluate,
-        capabilities, skipped_rows,
+        policy, tokenizer, device, data, training_prompts, eval_prompts, scores, formatted, sample,
+        evaluate, capabilities, skipped_rows,
     )  # fmt: skip
 
 

@@ -65,7 +65,7 @@ def load_causal_lm(
     """A causal language model (weights in `dtype`; None: the checkpoint's) and its tokenizer
     (pad token set, left padding for generation); a model of another kind (a classifier, a
     masked LM) is a `ConfigError`."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
     config = load_or_explain("model", name, parameter, lambda: AutoConfig.from_pretrained(name))
@@ -80,11 +80,19 @@ def load_causal_lm(
         raise ConfigError(
             f"{parameter} {name!r} ({config.model_type}) is not a causal language model"
         )
-    model = load_or_explain(
+    return load_causal_model(name, parameter, dtype), load_tokenizer(name, parameter)
+
+
+def load_causal_model(
+    name: str, parameter: str = "policy", dtype: torch.dtype | None = None
+) -> PreTrainedModel:
+    """The weights of a causal language model (a fully fine-tuned policy kept by moabench has no
+    tokenizer beside it: it reads its base policy's)."""
+    from transformers import AutoModelForCausalLM
+
+    return load_or_explain(
         "model", name, parameter, lambda: AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     )
-    tokenizer = load_tokenizer(name, parameter)
-    return model, tokenizer
 
 
 def load_tokenizer(name: str, parameter: str) -> PreTrainedTokenizerBase:
@@ -227,3 +235,12 @@ def with_lora(model: PreTrainedModel, rank: int) -> PreTrainedModel:
     with warnings.catch_warnings():  # peft's notice that GPT-2's Conv1D layers are transposed
         warnings.filterwarnings("ignore", message="fan_in_fan_out", category=UserWarning)
         return get_peft_model(model, config)
+
+
+def load_adapter(model: Any, path: str, name: str, device: str) -> None:
+    """The LoRA adapter saved in `path` (peft's `save_pretrained`) added to the peft `model` as
+    `name`, on `device`, its base weights shared with the model's other adapters."""
+    load_or_explain(
+        "LoRA adapter", path, "policy",
+        lambda: model.load_adapter(path, adapter_name=name, torch_device=device),
+    )  # fmt: skip

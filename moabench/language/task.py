@@ -188,7 +188,7 @@ class LanguageTask(Task):
         output.policy = problem.policy
         return output
 
-    # --- steerable methods: the tiny scale's policies are kept with `save_pretrained` -----------
+    # --- steerable methods: policies are kept with `save_pretrained` (LoRA: the adapters) ---------
     def save_policy(self, policy: Any, path: Path) -> None:
         policy.save_pretrained(path)
         conditioning = getattr(policy, "conditioning", None)
@@ -196,6 +196,10 @@ class LanguageTask(Task):
             conditioning.save(path)
 
     def load_policy(self, path: Path) -> Any:
+        """The tiny scale's policy; at the Hugging Face scales its folder, which `steer` loads
+        onto the base policy (loaded once for every expert)."""
+        if self.params.scale != "tiny":
+            return Path(path)
         from moabench.language.conditioning import Conditioning
         from moabench.language.tiny import load_model
 
@@ -204,6 +208,6 @@ class LanguageTask(Task):
         return model
 
     def steer(self, method: SteerableMethod, experts: list[Any]) -> RunOutput:
-        from moabench.language.steering import steer
+        from moabench.language.steering import steer, steer_hub
 
-        return steer(self, method, experts)
+        return (steer if self.params.scale == "tiny" else steer_hub)(self, method, experts)
