@@ -11,7 +11,9 @@ MOD applies it token by token: the next token is drawn from softmax(sum_i w_i lo
 prefix's normaliser and so is not the sequence-level optimum. moabench's experts are the `ls`
 runs at the simplex vertices (DPO experts on preference pairs, MORLHF ones online; every expert
 shares beta and the reference), and it samples at the evaluation's temperature like every other
-method, where the official evaluation decodes greedily. A token costs m forward passes.
+method, where the official evaluation decodes greedily. A token costs m forward passes; at the
+Hugging Face scales the experts are LoRA adapters of one base model, switched with peft's
+`set_adapter` before each expert's pass, as the official code does (`moabench.language.steering`).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ With LoRA the official code averages the adapters' factors separately (its `Weig
 averages `get_peft_model_state_dict`): Delta W(w) = s (sum_i w_i B_i)(sum_j w_j A_j), which has
 cross terms B_i A_j and equals the interpolation of the merged weights only when every A_i is the
 same. moabench interpolates the merged deltas, Delta W(w) = s sum_i w_i B_i A_i (peft's
-`add_weighted_adapter(..., combination_type="cat")`), the exact weight interpolation.
+`add_weighted_adapter(..., combination_type="cat")`, `moabench.language.steering.adapter_soup`),
+the exact weight interpolation; its rank is the sum of the experts' ranks.
 """
 
 from __future__ import annotations
