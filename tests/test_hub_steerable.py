@@ -34,6 +34,7 @@ def paper(local, **extra):
         **dict(
             scale="paper", policy=local["policy"], dataset=local["pku"], lora_rank=4,
             learning_rate=0.05,  # the experts move apart in 2 steps
+            device="cpu",  # float32 everywhere: the comparisons below are exact or nearly
             reward_models={"helpfulness": local["reward-a"], "harmlessness": local["reward-b"]},
         ),
         **extra,
