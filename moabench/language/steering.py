@@ -199,10 +199,12 @@ def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput
         raise ConfigError(f"algorithm {method.name!r}: {method.combines!r} at the Hugging Face "
                           "scales is not implemented")  # fmt: skip
     params = task.params
+    lora = params.lora_rank > 0
     pieces = task.hub_pieces()
     policy = pieces.policy
     pieces.evaluate(policy)  # its fresh adapter is zero: the reference, as in training
-    if params.lora_rank:
+    policy.eval()
+    if lora:
         adapters = [f"expert-{i}" for i in range(1, len(kept) + 1)]
         for adapter, path in zip(adapters, kept):
             loading.load_adapter(policy, str(path), adapter, pieces.device)
@@ -211,11 +213,9 @@ def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput
         models = [loading.load_causal_model(str(path), dtype=policy.dtype) for path in kept]
         experts = [model.to(pieces.device).eval() for model in models]
     if method.combines == "parameters":
-        lora = params.lora_rank > 0
         soup = adapter_soup(method, policy, adapters) if lora else parameter_soup(method, experts)
         objectives = pieces.evaluate(soup)
     else:
-        policy.eval()
         responses = hub_mixture_responses(
             method, experts, pieces, params, pieces.eval_prompts, EVALUATION_SEED
         )
