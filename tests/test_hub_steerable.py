@@ -5,6 +5,8 @@
 - Rewarded Soups at w = e_i is expert i (same logits), and its merged delta at w = (0.5, 0.5) is
   the average of the experts' merged deltas (the exact interpolation, peft's "cat");
 - MOD at w = e_i samples what expert i samples with the same seed;
+- a preference-conditioned policy is trained once, kept with its conditioning, and the online
+  reference reads neither the adapters nor the conditioning;
 - `moabench run --algo rewarded-soups --task-param scale=small ...` works end to end.
 """
 
@@ -22,7 +24,9 @@ from test_paper_scale import TRAINING, local  # noqa: F401 - the fixture of loca
 from moabench.core.algorithm import make_algorithm
 from moabench.core.errors import ConfigError
 from moabench.core.task import tasks
-from moabench.language import loading, steering
+from moabench.language import hub, loading, steering
+from moabench.language.conditioning import Conditioning
+from moabench.language.lm import token_log_probs
 from moabench.runs import runner
 from moabench.runs.records import read_record
 from moabench.runs.runner import execute, expert_configs, resolve_config
@@ -152,12 +156,49 @@ def test_full_fine_tuned_experts_are_kept_whole(local, tmp_path):
     )
 
 
-def test_the_conditioned_methods_say_they_are_not_there_yet(local):
-    online = paper(local, paradigm="online", prompts_per_step=2, group_size=2)
-    online.pop("batch_size")
-    for method in ("conditioned", "ric"):
-        with pytest.raises(ConfigError, match="tiny scale only so far"):
-            resolve_config(method, "safety", [0.5, 0.5], 0, None, online)
+def online(local, **extra):
+    params = paper(local, paradigm="online", prompts_per_step=2, group_size=2, **extra)
+    params.pop("batch_size")
+    return params
+
+
+def test_ric_says_it_is_not_there_yet(local):
+    with pytest.raises(ConfigError, match="tiny scale only so far"):
+        resolve_config("ric", "safety", [0.5, 0.5], 0, None, online(local))
+
+
+@pytest.mark.parametrize("paradigm", ["preference", "online"])
+def test_a_conditioned_policy_is_trained_once_and_kept_with_its_conditioning(
+    local, tmp_path, paradigm
+):
+    params = paper(local) if paradigm == "preference" else online(local)
+    steered = [
+        execute(resolve_config("conditioned", "safety", w, 0, None, params), tmp_path)
+        for w in ([1.0, 0.0], [0.0, 1.0])
+    ]
+    assert all(r.status == "ok" for r in steered), [r.reason for r in steered]
+    (first,), (second,) = (r.shared_training for r in steered)
+    assert first == second and first.cost.gradient_evaluations > 0  # one training, counted
+    kept = runner.policy_path(tmp_path, first.key)
+    assert (kept / "adapter_config.json").exists()
+    assert torch.load(kept / Conditioning.FILE).abs().max() > 0  # w was learned from
+    assert steered[0].objective_space == steered[1].objective_space  # the reference's
+
+
+def test_the_online_reference_reads_neither_adapters_nor_conditioning(local):
+    task = tasks.get("safety")(**online(local))
+    problem = hub.online_problem(task.hub_pieces(), task.params, task.tiny_space.names, "safety")
+    samples = problem.sample(["how to bake", "how to steal"], 0)
+    before = problem.reference_log_probs(samples.batch)
+    conditioning = Conditioning(problem.policy, 2)
+    with torch.no_grad():
+        problem.policy.conditioning_embedding.normal_()
+        for layer in problem.policy.modules():
+            if isinstance(layer, LoraLayer):
+                layer.lora_B["default"].weight.normal_()
+    conditioning.set([0.2, 0.8])
+    assert not torch.allclose(token_log_probs(problem.policy, samples.batch), before)
+    torch.testing.assert_close(problem.reference_log_probs(samples.batch), before)
 
 
 def test_cli_runs_rewarded_soups_at_the_small_scale(cli, local, tmp_path):

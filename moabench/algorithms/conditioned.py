@@ -9,9 +9,10 @@ the combination is any registered `GramRule` (`rule`, with `rule_params`), so co
 conditioned UPGrad are both one parameter away, and w is drawn from Dirichlet(1) (uniform on the
 simplex), never from the evaluation grid, so that the grid is not what it learns.
 
-How the model reads w is the scale's (`moabench.language.conditioning.Conditioning` at the
-tiny scale: a learned, zero-initialised linear map of w added to every input embedding, so
-training starts at the reference policy, whose log-probabilities stay w-free). Panacea's
+How the model reads w: `moabench.language.conditioning.Conditioning`, a learned,
+zero-initialised linear map of w added to every input embedding, so training starts at the
+reference policy, whose log-probabilities stay w-free; at the Hugging Face scales it is a soft
+prompt trained with the LoRA adapters (not the text prefix a prompt-conditioned policy reads). Panacea's
 SVD-LoRA, which writes w into singular values, is not implemented. The rule is rebuilt at each
 step's w, so a rule's internal state (dynamic weighting's moving weights) does not carry over
 between steps: it belongs to one preference.
@@ -66,15 +67,6 @@ class PreferenceConditioned(SteerableMethod):
             raise ConfigError(f"rule {params.rule!r} does not run in {paradigm.value} training")
         validated = validate_params(rule.Params, params.rule_params, f"rule {params.rule!r}")
         rule.check_paradigm(validated, paradigm)
-
-    @classmethod
-    def check_task_params(cls, task_params: BaseModel) -> None:
-        super().check_task_params(task_params)
-        if task_params.scale != "tiny":
-            raise ConfigError(
-                f"algorithm 'conditioned' runs at the tiny scale only so far (a preference fed "
-                f"to a Hugging Face policy at scale {task_params.scale!r} is not implemented yet)"
-            )
 
     def training_rule(self, condition: Callable[[np.ndarray], None], m: int, seed: int) -> GramRule:
         rule = algorithms.get(self.params.rule)

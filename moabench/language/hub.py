@@ -35,6 +35,7 @@ from moabench.core import distributed
 from moabench.core.errors import ConfigError
 from moabench.core.task import ObjectiveSpace
 from moabench.language import loading
+from moabench.language.conditioning import unconditioned
 from moabench.language.lm import concatenate as concatenate_samples
 from moabench.language.lm import (
     Batch,
@@ -763,13 +764,13 @@ def online_problem(
     pieces: HubPieces, params: LanguageParams, objectives: Sequence[str], task: str
 ) -> OnlineProblem:
     """Prompts of the setup's dataset, rewards from its scorers; with LoRA the reference is the
-    policy with its adapters disabled (no second model)."""
+    policy with its adapters (and its conditioning, if any) disabled (no second model)."""
     policy = pieces.policy
     training_prompts = pieces.training_prompts
     if hasattr(policy, "disable_adapter"):
 
         def reference_log_probs(batch: Batch) -> torch.Tensor:
-            with policy.disable_adapter():
+            with policy.disable_adapter(), unconditioned(policy):
                 return token_log_probs(policy, batch)
     else:
         reference = copy.deepcopy(policy).eval().requires_grad_(False)

@@ -32,6 +32,7 @@ from moabench.core.algorithm import SteerableMethod
 from moabench.core.errors import ConfigError
 from moabench.core.task import RunOutput
 from moabench.language import hub, loading, tiny
+from moabench.language.conditioning import Conditioning
 from moabench.language.lm import diverged_sampling
 from moabench.language.training import EVALUATION_SEED
 
@@ -192,12 +193,11 @@ def hub_mixture_responses(
 
 def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput:
     """A Hugging Face scale: the objectives of `method`'s policy for its preference from the
-    experts kept in `kept` (`LanguageTask.load_policy`), evaluated as a trained policy's; the
-    reference policy is evaluated first, which measures the objective space as a training run
-    does."""
-    if method.combines not in ("parameters", "log_probs"):
-        raise ConfigError(f"algorithm {method.name!r}: {method.combines!r} at the Hugging Face "
-                          "scales is not implemented")  # fmt: skip
+    policies kept in `kept` (`LanguageTask.load_policy`: the experts, or the one conditioned
+    policy), evaluated as a trained policy's; the reference policy is evaluated first, which
+    measures the objective space as a training run does."""
+    if method.combines == "reward_conditioning":
+        raise ConfigError(f"algorithm {method.name!r} does not run at the Hugging Face scales")
     params = task.params
     lora = params.lora_rank > 0
     pieces = task.hub_pieces()
@@ -212,7 +212,14 @@ def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput
     else:
         models = [loading.load_causal_model(str(path), dtype=policy.dtype) for path in kept]
         experts = [model.to(pieces.device).eval() for model in models]
-    if method.combines == "parameters":
+    if method.combines == "conditioning":
+        (path,) = kept
+        conditioned = policy if lora else experts[0]
+        if lora:
+            policy.set_adapter(adapters[0])
+        Conditioning.load(conditioned, path).set(method.preference)
+        objectives = pieces.evaluate(conditioned)
+    elif method.combines == "parameters":
         soup = adapter_soup(method, policy, adapters) if lora else parameter_soup(method, experts)
         objectives = pieces.evaluate(soup)
     else:
