@@ -299,6 +299,11 @@ class Executor(str, Enum):
     ray = "ray"
 
 
+class FrontTraining(str, Enum):
+    together = "together"
+    separate = "separate"
+
+
 def _defaults(defaults: dict[str, Any]) -> str:
     return ", ".join(f"{name}={value!r}" for name, value in defaults.items()) or "-"
 
@@ -605,9 +610,18 @@ def sweep(
             min=0, help="seconds between progress lines when stdout is not a terminal (a log)"
         ),
     ] = LOG_EVERY_S,
+    front_training: Annotated[
+        FrontTraining,
+        typer.Option(
+            help="local workers: the points of one front as one job (together), or each point "
+            "as a job (separate); the same records"
+        ),
+    ] = FrontTraining.separate,
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
+        if executor == Executor.ray and front_training == FrontTraining.together:
+            raise UsageError("--front-training together runs on local workers; Ray runs each point")
         sweep_config = _load_sweep_config(config)
         shared = parse_assignments(param, "--param")
         shared_task = parse_assignments(task_param, "--task-param")
@@ -666,6 +680,7 @@ def sweep(
                     gpus_per_run=gpus_per_run,
                     retry_failed=retry_failed,
                     on_pending=progress.pending,
+                    front_training=front_training.value,
                 )
             except SweepInterrupted as stop:
                 for number in (signal.SIGINT, signal.SIGTERM):  # stopping already: say so, exit

@@ -170,7 +170,23 @@ def reference_policy(
             )
             with one_torch_thread():  # the same weights whoever trains it first (test, run, worker)
                 _train_reference(path, tokenizer, config, demonstrations)
-    return load_model(path)
+    return copy.deepcopy(loaded_reference(path))
+
+
+#: references loaded in this process (a sweep worker runs many runs), by folder and checksums
+_REFERENCES: dict[tuple[Path, str], PreTrainedModel] = {}
+REFERENCES_KEPT = 8
+
+
+def loaded_reference(path: Path) -> PreTrainedModel:
+    """The intact reference saved at `path`, loaded once per process and version of its files
+    (the caller copies it: loading takes no random draw, so a copy is what a load would give)."""
+    key = (path, (path / CHECKSUMS).read_text())
+    if key not in _REFERENCES:
+        while len(_REFERENCES) >= REFERENCES_KEPT:
+            del _REFERENCES[next(iter(_REFERENCES))]
+        _REFERENCES[key] = load_model(path)
+    return _REFERENCES[key]
 
 
 #: The file of a cached reference that holds the sha256 of its other files.
@@ -315,12 +331,45 @@ def evaluate_policy(
     task: TinyTask, policy: PreTrainedModel, tokenizer: PreTrainedTokenizerFast, prompts: list[str]
 ) -> list[float]:
     """Mean hidden score per objective of responses sampled with a fixed seed."""
+
+    def evaluate() -> list[float]:
+        responses = generate_responses(
+            policy, tokenizer, prompts, task.max_response_tokens, EVALUATION_SEED
+        )
+        return task.rewards(prompts, responses).mean(axis=0).tolist()
+
     policy.eval()
-    responses = generate_responses(
-        policy, tokenizer, prompts, task.max_response_tokens, EVALUATION_SEED
-    )
+    objectives = remembered_evaluation(task, policy, prompts, evaluate)
     policy.train()
-    return task.rewards(prompts, responses).mean(axis=0).tolist()
+    return objectives
+
+
+#: evaluations this process made, by policy weights, task and prompts: (objectives, torch's
+#: global random state after them)
+_EVALUATIONS: dict[tuple[str, str], tuple[list[float], torch.Tensor]] = {}
+EVALUATIONS_KEPT = 64
+
+
+def remembered_evaluation(
+    task: TinyTask, policy: PreTrainedModel, prompts: list[str], evaluate: Callable[[], list[float]]
+) -> list[float]:
+    """`evaluate()` (the scores of `policy` on `prompts`), or what it gave for the same weights,
+    task and prompts before in this process, with torch's global random state as it left it: its
+    draws start from `EVALUATION_SEED` (and the task's rewards are a function of the prompts and
+    responses), so both are the same again. The first evaluation of every run of a task and data
+    seed is its reference's, the same for a whole front. A policy with a `conditioning` (read
+    through a hook, outside its weights) is always evaluated."""
+    if getattr(policy, "conditioning", None) is not None:
+        return evaluate()
+    key = (data_key(task, policy), hashlib.sha256(json.dumps(prompts).encode()).hexdigest())
+    if key not in _EVALUATIONS:
+        objectives = evaluate()
+        while len(_EVALUATIONS) >= EVALUATIONS_KEPT:
+            del _EVALUATIONS[next(iter(_EVALUATIONS))]
+        _EVALUATIONS[key] = (list(objectives), torch.get_rng_state())
+    objectives, state = _EVALUATIONS[key]
+    torch.set_rng_state(state)
+    return list(objectives)
 
 
 def checked_rewards(task: TinyTask, prompts: list[str], responses: list[str]) -> np.ndarray:
@@ -411,11 +460,14 @@ def online_problem(task: TinyTask) -> OnlineProblem:
         )
         return checked_rewards(task, eval_prompts, responses).mean(axis=0).tolist()
 
+    def remembered() -> list[float]:
+        return remembered_evaluation(task, policy, eval_prompts, evaluate)
+
     return OnlineProblem(
         policy=policy,
         prompts=task.sample_prompts,
         sample=sample,
         reference_log_probs=lambda batch: token_log_probs(reference, batch),
         rewards=lambda prompts, responses: checked_rewards(task, prompts, responses),
-        evaluate=evaluate,
+        evaluate=remembered,
     )

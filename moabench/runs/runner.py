@@ -15,7 +15,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -297,7 +297,7 @@ def obtain_shared_training(
     """The shared training of the steerable `config` (its experts, or its one conditioned
     policy) and what it cost; a failed one raises `DivergedError` with its reason."""
     if not method.trains_experts():
-        key = conditioned_key(config)
+        key = front_key(config)
         kept = obtain({key: (lambda: load_conditioned(task, key, store),
                              lambda: train_conditioned(task, method, config, key, store))}, store)
         policy, shared = kept[key]
@@ -344,8 +344,9 @@ def obtain(trainings: dict[str, tuple[Callable, Callable]], store: Path) -> dict
     return found
 
 
-def conditioned_key(config: RunConfig) -> str:
-    """The key of a conditioned training: its config's without the preference."""
+def front_key(config: RunConfig) -> str:
+    """The key of the front `config` is a point of (same algorithm, task, parameters and seed):
+    its config's without the preference; also the key of a conditioned training, one per front."""
     return config.model_copy(update={"preference": []}).key()
 
 
@@ -432,6 +433,18 @@ def run_and_record(
             raise RunError(f"{run_label(config)}: {one_line(error)}; no record written") from None
         write_record(record, results_dir)
     return record
+
+
+def run_front(
+    configs: Sequence[RunConfig], results_dir: Path, retry_failed: bool = False
+) -> list[RunRecord | None]:
+    """`run_and_record` for points of one front (`front_key`), back to back in this process,
+    which they share with what depends only on the task and its data (the per-process caches
+    of `moabench.language.tiny`: the reference policy, the pairs and their reference
+    log-probabilities, the reference's evaluation). Each point is claimed, recorded, or failed
+    by its own divergence on its own; a `RunError` stops the front, the points after it not
+    started."""
+    return [run_and_record(config, results_dir, retry_failed) for config in configs]
 
 
 def one_line(error: BaseException) -> str:

@@ -44,7 +44,14 @@ from moabench.runs.records import (
     record_path,
     records_on_disk,
 )
-from moabench.runs.runner import RunError, pairs_with, resolve_config, run_and_record
+from moabench.runs.runner import (
+    RunError,
+    front_key,
+    pairs_with,
+    resolve_config,
+    run_and_record,
+    run_front,
+)
 
 #: A sweep of more runs than this is planned only when confirmed (`plan_sweep(..., limit=None)`).
 CONFIRM_ABOVE_RUNS = 20_000
@@ -226,17 +233,27 @@ def run_sweep(
     gpus_per_run: float = 0.0,
     retry_failed: bool = False,
     on_pending: Callable[[SweepSummary, Sequence[RunConfig]], None] | None = None,
+    front_training: Literal["together", "separate"] = "separate",
 ) -> SweepSummary:
     """Run every config whose key has no record in `results_dir` (nor a failed one, with
     `retry_failed`): on `workers` local processes, or as Ray tasks (`executor="ray"`, on
     `ray_address` or a local instance of `workers` CPUs). A `SweepStopped` at the first run
     that fails for another reason than divergence; `SweepInterrupted` on Ctrl-C or SIGTERM.
     `on_pending` receives the summary and the runs to do, in the order they start, before the
-    first; `on_record` each record (None: run by another sweep) as it comes."""
+    first; `on_record` each record (None: run by another sweep) as it comes (with
+    `front_training="together"` on workers, a job's records when the job ends).
+
+    `front_training="together"` gives each local worker the points of one front as one job
+    (`front_jobs`, `run_front`); "separate" each point as a job of its own. Both write the
+    same records."""
+    if executor == "ray" and front_training == "together":
+        raise ValueError("front_training='together' runs on local workers; Ray runs each point")
     ensure_writable(results_dir)
     unique = list({config.key(): config for config in configs}.values())
     on_disk = records_on_disk(results_dir, retry_failed)
     pending = [config for config in unique if config.key() not in on_disk.finished]
+    jobs = front_jobs(pending, workers) if front_training == "together" else [[c] for c in pending]
+    pending = [config for job in jobs for config in job]  # in the order they start
     keys = {config.key() for config in unique}
     kept = [(path, reason) for path, reason in on_disk.kept if path.stem in keys]
     summary = SweepSummary(
@@ -269,7 +286,7 @@ def run_sweep(
                 for config in pending:
                     collect(run_and_record(config, results_dir, retry_failed))
             else:
-                _run_on_workers(pending, results_dir, workers, retry_failed, collect, collected)
+                _run_on_workers(jobs, results_dir, workers, retry_failed, collect, collected)
         except KeyboardInterrupt:
             raise SweepInterrupted(summary, received[0] if received else signal.SIGINT) from None
         except (RunError, OSError, BrokenProcessPool) as error:  # a setup, the disk, a worker
@@ -277,16 +294,31 @@ def run_sweep(
     return summary
 
 
+def front_jobs(pending: Sequence[RunConfig], workers: int) -> list[list[RunConfig]]:
+    """`pending` as jobs of points of one front each (`front_key`), in the order of their first
+    points; with fewer fronts than `workers`, each front is cut into near-equal chunks, so that
+    every worker gets one (a sweep of one front on 2 workers runs its two halves at once)."""
+    fronts: dict[str, list[RunConfig]] = {}
+    for config in pending:
+        fronts.setdefault(front_key(config), []).append(config)
+    parts = max(1, math.ceil(workers / max(1, len(fronts))))
+    return [
+        chunk
+        for front in fronts.values()
+        for chunk in (front[i::parts] for i in range(min(parts, len(front))))
+    ]
+
+
 def _run_on_workers(
-    pending: Sequence[RunConfig],
+    jobs: Sequence[Sequence[RunConfig]],
     results_dir: Path,
     workers: int,
     retry_failed: bool,
     collect: Callable[[RunRecord | None], None],
     collected: set[str],
 ) -> None:
-    """Run `pending` on local worker processes; at an error or an interrupt, stop them (no
-    queued run starts), collect what they wrote but had not reported, and raise it."""
+    """Run each job (`run_front`) on local worker processes; at an error or an interrupt, stop
+    them (no queued job starts), collect what they wrote but had not reported, and raise it."""
     # forkserver: workers fork from a clean server that imported moabench once (no torch state
     # is inherited from this process, and no worker pays the import again).
     context = multiprocessing.get_context("forkserver")
@@ -296,17 +328,20 @@ def _run_on_workers(
     )
     futures, workers_started = [], []
     try:
-        for config in pending:
-            futures.append(pool.submit(run_and_record, config, results_dir, retry_failed))
+        for job in jobs:
+            futures.append(pool.submit(run_front, job, results_dir, retry_failed))
         # the pool starts its workers as runs are submitted; a SIGTERM to the process group
         # kills the forkserver, after which they no longer show among the active children
         workers_started = multiprocessing.active_children()
         for future in as_completed(futures):
-            collect(future.result())
+            for record in future.result():
+                collect(record)
     except BaseException:
         _stop_workers(pool, workers_started)
-        for future, config in zip(futures, pending):  # written, but not yet reported, when stopped
-            if not future.cancelled() and config.key() not in collected:
+        for future, job in zip(futures, jobs):  # written, but not yet reported, when stopped
+            for config in job if not future.cancelled() else []:
+                if config.key() in collected:
+                    continue
                 try:
                     collect(read_record(record_path(results_dir, config.key())))
                 except CorruptRecordError:  # not written (or not a file: the error, maybe)
