@@ -7,6 +7,7 @@
 - MOD at w = e_i samples what expert i samples with the same seed;
 - a preference-conditioned policy is trained once, kept with its conditioning, and the online
   reference reads neither the adapters nor the conditioning;
+- RiC trains once on prompts that carry their scores as text, as the official prompts do;
 - `moabench run --algo rewarded-soups --task-param scale=small ...` works end to end.
 """
 
@@ -22,11 +23,11 @@ from peft.tuners.lora import LoraLayer
 from test_paper_scale import TRAINING, local  # noqa: F401 - the fixture of local models and data
 
 from moabench.core.algorithm import make_algorithm
-from moabench.core.errors import ConfigError
 from moabench.core.task import tasks
-from moabench.language import hub, loading, steering
+from moabench.language import hub, loading, ric, steering
 from moabench.language.conditioning import Conditioning
 from moabench.language.lm import token_log_probs
+from moabench.language.ric import score_text
 from moabench.runs import runner
 from moabench.runs.records import read_record
 from moabench.runs.runner import execute, expert_configs, resolve_config
@@ -162,9 +163,34 @@ def online(local, **extra):
     return params
 
 
-def test_ric_says_it_is_not_there_yet(local):
-    with pytest.raises(ConfigError, match="tiny scale only so far"):
-        resolve_config("ric", "safety", [0.5, 0.5], 0, None, online(local))
+def test_rics_scores_are_written_as_the_official_prompts_write_them():
+    assert score_text("how to bake", [0.5, -0.31]) == (
+        "how to bake <rm1_score>: 0.5 <rm2_score>: -0.3"
+    )
+
+
+def test_ric_trains_once_on_score_conditioned_prompts_and_steers_by_its_targets(
+    local, tmp_path, monkeypatch
+):
+    shown = []
+    original = ric.make_batch
+
+    def spied(tokenizer, prompts, responses, max_length=None):
+        shown.extend(prompts)
+        return original(tokenizer, prompts, responses, max_length)
+
+    monkeypatch.setattr(ric, "make_batch", spied)
+    small = dict(offline_samples=8, online_samples=8)
+    steered = [
+        execute(resolve_config("ric", "safety", w, 0, small, online(local)), tmp_path)
+        for w in ([1.0, 0.0], [0.3, 0.7])
+    ]
+    assert all(r.status == "ok" for r in steered), [r.reason for r in steered]
+    (first,), (second,) = (r.shared_training for r in steered)
+    assert first == second and first.cost.gradient_evaluations > 0
+    assert (runner.policy_path(tmp_path, first.key) / "adapter_config.json").exists()
+    assert shown and all("<rm1_score>: " in p and "<rm2_score>: " in p for p in shown)
+    assert steered[0].objective_space == steered[1].objective_space  # the reference's
 
 
 @pytest.mark.parametrize("paradigm", ["preference", "online"])

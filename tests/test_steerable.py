@@ -159,8 +159,6 @@ def test_a_failed_expert_fails_the_steered_records_with_its_reason(tmp_path):
 def test_steerable_methods_refuse_what_they_do_not_implement():
     with pytest.raises(ConfigError, match="does not support analytic"):
         resolve_config("rewarded-soups", "zdt1", [0.5, 0.5])
-    with pytest.raises(ConfigError, match="tiny scale only"):
-        resolve_config("ric", "safety", [0.5, 0.5], 0, None, {"scale": "paper"})
 
 
 # --- GDPO --------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ asks it for the rewards a preference maps to:
 RiC needs a score for every response, so it trains online (the preference paradigm's labels are
 not scores). The official lengths (20,000 offline and 4,000 online steps, lr 1.41e-4 then 1e-5)
 become the task's `steps` offline, `online_steps` x `steps` online at `online_learning_rate` x its
-learning rate. How the scores reach the model is the scale's (`moabench.language.conditioning`).
+learning rate. How the scores reach the model is the scale's (`moabench.language.ric`: text at
+the end of the user's turn at the Hugging Face scales, as the official prompts write them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from moabench.core.algorithm import Paradigm, SteerableMethod, register_algorithm
-from moabench.core.errors import ConfigError
 
 #: the official code's draws of N(0, 1) for lo and hi: 50,000 at evaluation, 100,000 online
 EVALUATION_DRAWS, ONLINE_DRAWS = 50_000, 100_000
@@ -57,16 +57,6 @@ class RewardsInContext(SteerableMethod):
     paradigms: ClassVar[frozenset[Paradigm]] = frozenset({Paradigm.ONLINE})
     home_paradigm: ClassVar[Paradigm | None] = Paradigm.ONLINE
     combines: ClassVar[str] = "reward_conditioning"
-
-    @classmethod
-    def check_task_params(cls, task_params: BaseModel) -> None:
-        super().check_task_params(task_params)
-        if task_params.scale != "tiny":
-            raise ConfigError(
-                f"algorithm 'ric' runs at the tiny scale only so far (its scores written into a "
-                f"Hugging Face policy's prompts at scale {task_params.scale!r} are not "
-                "implemented yet)"
-            )
 
     def targets(self) -> np.ndarray:
         """r*(w) in z units (`map_rewards_from_preference` with the evaluation's lo and hi)."""

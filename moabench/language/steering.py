@@ -29,11 +29,11 @@ import numpy as np
 import torch
 
 from moabench.core.algorithm import SteerableMethod
-from moabench.core.errors import ConfigError
 from moabench.core.task import RunOutput
 from moabench.language import hub, loading, tiny
 from moabench.language.conditioning import Conditioning
 from moabench.language.lm import diverged_sampling
+from moabench.language.ric import score_text
 from moabench.language.training import EVALUATION_SEED
 
 #: a next-token mixture: every expert's next-token log-probabilities -> the scores to sample from
@@ -191,13 +191,17 @@ def hub_mixture_responses(
     return responses
 
 
+def evaluation_scores(pieces: hub.HubPieces, responses: list[str]) -> list[float]:
+    """The mean score per objective of responses to the held-out prompts, as `evaluate`'s."""
+    scores = pieces.scores(pieces.eval_prompts, responses, evaluation=True)
+    return np.asarray(scores).mean(axis=0).tolist()
+
+
 def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput:
     """A Hugging Face scale: the objectives of `method`'s policy for its preference from the
     policies kept in `kept` (`LanguageTask.load_policy`: the experts, or the one conditioned
     policy), evaluated as a trained policy's; the reference policy is evaluated first, which
     measures the objective space as a training run does."""
-    if method.combines == "reward_conditioning":
-        raise ConfigError(f"algorithm {method.name!r} does not run at the Hugging Face scales")
     params = task.params
     lora = params.lora_rank > 0
     pieces = task.hub_pieces()
@@ -212,13 +216,18 @@ def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput
     else:
         models = [loading.load_causal_model(str(path), dtype=policy.dtype) for path in kept]
         experts = [model.to(pieces.device).eval() for model in models]
-    if method.combines == "conditioning":
+    if method.combines in ("conditioning", "reward_conditioning"):
         (path,) = kept
         conditioned = policy if lora else experts[0]
         if lora:
             policy.set_adapter(adapters[0])
-        Conditioning.load(conditioned, path).set(method.preference)
-        objectives = pieces.evaluate(conditioned)
+        if method.combines == "conditioning":
+            Conditioning.load(conditioned, path).set(method.preference)
+            objectives = pieces.evaluate(conditioned)
+        else:  # Rewards-in-Context: the targets r*(w) written into the prompts
+            shown = [score_text(prompt, method.targets()) for prompt in pieces.eval_prompts]
+            responses = pieces.sample(conditioned, shown, EVALUATION_SEED).responses
+            objectives = evaluation_scores(pieces, responses)
     elif method.combines == "parameters":
         soup = adapter_soup(method, policy, adapters) if lora else parameter_soup(method, experts)
         objectives = pieces.evaluate(soup)
@@ -226,6 +235,5 @@ def steer_hub(task: Any, method: SteerableMethod, kept: list[Path]) -> RunOutput
         responses = hub_mixture_responses(
             method, experts, pieces, params, pieces.eval_prompts, EVALUATION_SEED
         )
-        scores = pieces.scores(pieces.eval_prompts, responses, evaluation=True)
-        objectives = np.asarray(scores).mean(axis=0).tolist()
+        objectives = evaluation_scores(pieces, responses)
     return RunOutput(objectives=objectives, trajectory=[objectives], trajectory_steps=[0])
