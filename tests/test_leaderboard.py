@@ -14,10 +14,13 @@ from moabench.evaluation import fronts, load_results
 from moabench.evaluation.frame import RECORD_COLUMNS
 from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard
 from moabench.evaluation.stats import (
+    equivalence_test,
+    hodges_lehmann,
     holm,
     improvement_interval,
     iqm_interval,
     paired_t_test,
+    sign_flip_test,
     t_interval,
 )
 from moabench.evaluation.tables import standings
@@ -93,9 +96,9 @@ def test_algorithms_are_ranked_by_hypervolume_with_t_intervals(results, tmp_path
 def test_comparisons_with_the_leader_are_paired_by_seed_and_holm_adjusted(tmp_path):
     """One point (a, 0) per front has HV 1.1 (1.1 - a). Seeds move every algorithm together (as
     shared starting points do): `close` trails `leader` by a steady 0.011 in HV, far less than
-    the spread over seeds, so unpaired intervals overlap while the paired test separates them;
-    `noisy` trails by as much on average but erratically; `twin` trails by 0.1% on every seed
-    (significant, and a practical tie)."""
+    the spread over seeds, so unpaired intervals overlap while the paired tests separate them;
+    `noisy` trails by as much on average but erratically; `twin` trails by 0.00077 on every
+    seed: an exact difference (no spread), within the 1% equivalence margin."""
     results = tmp_path / "results"
     base = np.linspace(0.0, 0.5, 10)
     steady = np.array([0.01, 0.011, 0.009, 0.01, 0.0105, 0.0095, 0.01, 0.01, 0.0102, 0.0098])
@@ -112,22 +115,29 @@ def test_comparisons_with_the_leader_are_paired_by_seed_and_holm_adjusted(tmp_pa
     (table,) = build(results, tmp_path / "board", plots=False).tables
     hv = {name: 1.1 * (1.1 - (base + shift)) for name, shift in shifts.items()}
     assert [r.algorithm for r in table.ranked] == ["leader", "twin", "close", "noisy"]
-    tests = {n: paired_t_test(hv[n], hv["leader"]) for n in ("twin", "close", "noisy")}
-    adjusted = dict(zip(tests, holm([t.p_value for t in tests.values()])))
-    for name, test in tests.items():
+    margin = 0.01 * table.reference.hypervolume
+    tested = ("close", "noisy")  # twin's differences have no spread: exact, no p-value
+    sign_flip = dict(zip(tested, holm([sign_flip_test(hv[n] - hv["leader"]) for n in tested])))
+    t = dict(zip(tested, holm([paired_t_test(hv[n], hv["leader"]).p_value for n in tested])))
+    for name in tested:
         comparison = row(table, name).comparison
-        assert comparison.p_value == pytest.approx(test.p_value)
-        assert comparison.p_holm == pytest.approx(adjusted[name])
-        assert comparison.difference.mean == pytest.approx(test.difference.mean)
-    close, noisy, twin = (row(table, n) for n in ("close", "noisy", "twin"))
-    assert close.summary["hypervolume"].low < row(table, "leader").summary["hypervolume"].high
-    assert not close.comparison.statistical_tie and not close.comparison.practical_tie
-    assert noisy.comparison.statistical_tie and not noisy.comparison.practical_tie
-    # 0.0007 x 1.1 is under 0.5% of the leader's HV: a practical tie, though always behind
-    assert twin.comparison.practical_tie and not twin.comparison.statistical_tie
+        assert comparison.p_holm == pytest.approx(sign_flip[name])
+        assert comparison.p_holm_t == pytest.approx(t[name])
+        difference = hv[name] - hv["leader"]
+        assert comparison.test.hodges_lehmann == pytest.approx(hodges_lehmann(difference))
+        assert comparison.test.p_equivalence == pytest.approx(equivalence_test(difference, margin))
+    close, noisy, twin = (row(table, n).comparison for n in ("close", "noisy", "twin"))
+    assert row(table, "close").summary["hypervolume"].low < row(table, "leader").summary[
+        "hypervolume"
+    ].high
+    # every one of close's 10 differences is negative: p = 2 / 2^10, times 2 by Holm
+    assert close.p_holm == pytest.approx(2 * 2 / 1024) and close.separated
+    assert not noisy.separated and not noisy.equivalent
+    assert twin.test.exact and math.isnan(twin.p_holm) and twin.separated and twin.equivalent
+    assert twin.difference.mean == pytest.approx(-0.00077)
     text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
-    assert "| 3 | close |" in text and "| ≈ |" not in text.split("| 3 | close |")[1].split("\n")[0]
-    assert "| <0.5% |" in text.split("| 2 | twin |")[1].split("\n")[0]
+    assert "| exact | exact | = |" in text.split("| 2 | twin |")[1].split("\n")[0]
+    assert "| ≈ |" in text.split("| 4 | noisy |")[1].split("\n")[0]
 
 
 def test_a_partial_front_is_never_ranked_and_says_what_it_misses(results, tmp_path):
@@ -248,7 +258,7 @@ def test_results_as_data_and_the_statistics_redone_from_them(results, tmp_path):
     test = paired_t_test(
         per_front[per_front.algorithm == "mgda"].sort_values("seed").hypervolume, ls.hypervolume
     )
-    assert mgda.p_value == pytest.approx(test.p_value, rel=1e-6)
+    assert mgda.p_holm_t == pytest.approx(test.p_value, rel=1e-6)  # one comparison: unadjusted
     assert mgda.vs_leader == pytest.approx(test.difference.mean, rel=1e-6)
 
 

@@ -47,7 +47,10 @@ class Collector(HTMLParser):
             kind = next(
                 (
                     k
-                    for k in ("data-aggregate", "data-task", "data-metrics", "data-costs")
+                    for k in (
+                        "data-aggregate", "data-task", "data-utility", "data-metrics",
+                        "data-costs",
+                    )  # fmt: skip
                     if k in attrs
                 ),
                 "",
@@ -65,8 +68,9 @@ def test_the_page_has_the_aggregates_a_table_per_task_and_its_plots(board):
     collector.feed(page.read_text())
     assert collector.tables == [
         "data-aggregate=analytic", "improvement",
-        "data-task=fonseca", "data-metrics=fonseca", "data-costs=fonseca",
-        "data-task=zdt1", "data-metrics=zdt1", "data-costs=zdt1", None,  # zdt1's partial fronts
+        "data-task=fonseca", "data-utility=fonseca", "data-metrics=fonseca",
+        "data-costs=fonseca", "data-task=zdt1", "data-utility=zdt1", "data-metrics=zdt1",
+        "data-costs=zdt1", None,  # zdt1's partial fronts
     ]  # fmt: skip
     assert len(collector.images) == 7  # the aggregate; per task the overlay, panels and compute
     for source in collector.images + collector.links:
@@ -106,7 +110,7 @@ def test_the_page_in_a_real_browser(board):
 
         table = page.locator('table[data-task="zdt1"]')
         headers = table.locator("th").all_inner_texts()
-        igd = headers.index("IGD+") + 1
+        score = headers.index("HV / reference HV") + 1
 
         def column(index):
             return table.locator(f"tbody tr td:nth-child({index})").evaluate_all(
@@ -114,14 +118,15 @@ def test_the_page_in_a_real_browser(board):
             )
 
         names_before = column(2)
-        table.locator("th", has_text="IGD+").click()  # ascending IGD+
-        values = [float(v) for v in column(igd) if v]
+        table.locator("th", has_text="HV / reference HV").click()  # ascending score
+        values = [float(v) for v in column(score) if v]
         assert values == sorted(values)
-        table.locator("th", has_text="IGD+").click()  # descending
-        descending = [float(v) for v in column(igd) if v]
+        ascending_names = column(2)
+        assert sorted(ascending_names) == sorted(names_before)  # the same rows, reordered
+        assert ascending_names != names_before or len(set(values)) == 1  # rows are by HV, down
+        table.locator("th", has_text="HV / reference HV").click()  # descending
+        descending = [float(v) for v in column(score) if v]
         assert descending == sorted(values, reverse=True)
-        assert sorted(column(2)) == sorted(names_before)  # the same rows, reordered
-        assert column(2) != names_before or len(set(values)) == 1
 
         widths = page.locator("img").evaluate_all(
             "images => images.map(i => i.complete ? i.naturalWidth : 0)"

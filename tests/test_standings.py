@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
+from moabench.evaluation.metrics import cardinality, tchebycheff
 from moabench.evaluation.stats import (
     DETERMINISTIC_SD,
     best_set,
@@ -15,6 +16,9 @@ from moabench.evaluation.stats import (
     hodges_lehmann,
     paired_t_test,
     sign_flip_test,
+    signed_rank,
+    task_mean_interval,
+    mean_ranks,
 )
 
 
@@ -82,3 +86,48 @@ def test_best_set_by_hand():
     # one shared seed separates nothing; no spread separates exactly
     assert list(best_set(np.array([[1.0, 0.0]]))) == [True, True]
     assert list(best_set(np.array([[1.0, 0.5], [2.0, 1.5]]))) == [True, False]
+
+
+def test_cardinality_counts_points_within_its_tolerance_once():
+    # (0, 1), (1e-7, 1 - 1e-7): floating-point noise of one point; (0.5, 0.5) another point
+    noisy = np.array([[0.0, 1.0], [1e-7, 1 - 1e-7], [0.5, 0.5]])
+    assert cardinality(noisy) == 2
+    assert cardinality(noisy, tolerance=0.0) == 3
+    assert cardinality(noisy, tolerance=0.6) == 1
+
+
+def test_tchebycheff_by_hand():
+    # w (0.25, 0.75) at f (0.4, 0.2): max(0.1, 0.15); w (1, 0) at f (0.3, 0.9): 0.3 -> mean 0.225
+    points = np.array([[0.4, 0.2], [0.3, 0.9]])
+    preferences = np.array([[0.25, 0.75], [1.0, 0.0]])
+    assert tchebycheff(points, preferences) == pytest.approx(0.225)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sign_flip_test_equals_scipys_permutation_test(seed):
+    """The numpy enumeration gives scipy.stats.permutation_test's exact p-value, ties and zeros
+    included."""
+    rng = np.random.default_rng(seed)
+    d = np.round(rng.normal(size=3 + seed), 1)  # rounding makes ties; some zeros
+    d[0] = 0.0
+    reference = scipy_stats.permutation_test(
+        (d,), signed_rank, permutation_type="samples", vectorized=True, n_resamples=math.inf
+    ).pvalue
+    assert sign_flip_test(d) == pytest.approx(min(1.0, reference))
+
+
+def test_equivalence_test_equals_two_one_sided_scipy_t_tests():
+    d = np.array([0.004, -0.002, 0.001, 0.003])
+    above = scipy_stats.ttest_1samp(d, -0.01, alternative="greater").pvalue
+    below = scipy_stats.ttest_1samp(d, 0.01, alternative="less").pvalue
+    assert equivalence_test(d, 0.01) == pytest.approx(max(above, below))
+
+
+def test_task_mean_weights_tasks_equally_and_mean_ranks_by_hand():
+    # task 1: (1, 2, 3) mean 2; task 2: (0, 0) mean 0 -> mean of task means 1 (pooled: 1.2)
+    interval = task_mean_interval([np.array([1.0, 2.0, 3.0]), np.array([0.0, 0.0])])
+    assert interval.mean == 1.0 and interval.n == 2
+    assert interval.low <= 1.0 <= interval.high
+    # two tasks x three algorithms: ranks (1, 2, 3) and (2, 2, ...) ties share 1.5
+    ranks = mean_ranks(np.array([[0.9, 0.5, 0.1], [0.7, 0.7, 0.2]]))
+    assert list(ranks) == [1.25, 1.75, 3.0]

@@ -11,7 +11,9 @@ make aggregates of their own (`tables.TaskTable.group`).
 
 Per aggregate, over the complete fronts of the algorithms that have at least one on every task of
 the aggregate (the others are named, with the tasks they lack):
-- the interquartile mean (IQM) of the scores, with a 95% stratified bootstrap interval;
+- the interquartile mean (IQM) of the scores, with a 95% stratified bootstrap interval; beside it
+  the mean of task means (tasks weighted equally) with its interval and the mean rank over tasks,
+  and which algorithm each of the three puts first (`winners`: the winner may depend on it);
 - the probability of improvement P(X > Y) for every pair, with its interval;
 - the performance profile: the fraction of runs scoring above tau, with a pointwise band.
 Estimators and intervals: `stats`.
@@ -29,7 +31,9 @@ from moabench.evaluation.stats import (
     Interval,
     improvement_interval,
     iqm_interval,
+    mean_ranks,
     profile_interval,
+    task_mean_interval,
 )
 from moabench.evaluation.tables import Standings, TaskTable, sweep_command
 
@@ -51,6 +55,12 @@ LEGEND = (
     "profile: the fraction of runs scoring above τ, tasks weighted equally, with a pointwise "
     "95% band. Computed with scipy (the rliable package, which implements the same estimators, "
     "is archived).",
+    "The IQM pools every run, so a task with more seeds weighs more, and it trims a quarter "
+    "of the runs at each end wherever they fall. Beside it: the mean of task means (each task "
+    "weighs the same; its interval from the same bootstrap) and the mean rank (per task the "
+    "algorithms ranked by their mean score, 1 best, ties sharing; averaged over tasks: no one "
+    "task's scale dominates it). Where the three put different algorithms first, the winner "
+    "depends on the estimator and the aggregate says so: read it as no winner.",
 )
 
 
@@ -77,10 +87,31 @@ class Aggregate:
     algorithms: list[str]  # by IQM, best first
     left_out: dict[str, list[str]]  # algorithm -> the tables where it has no complete front
     iqm: dict[str, Interval]  # n: runs (complete fronts) over all tasks
+    task_mean: dict[str, Interval]  # the mean of task means; n: tasks
+    mean_rank: dict[str, float]  # the rank by task mean, averaged over tasks
     improvement: dict[tuple[str, str], Interval]  # (X, Y) -> P(X > Y); n: tasks
     taus: np.ndarray  # the thresholds of the profiles
     profiles: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]  # (fraction, low, high)
     seeds: list[int]  # the seeds of its tables' fronts, complete or not
+
+    @property
+    def winners(self) -> dict[str, str]:
+        """The algorithm each estimator puts first: {estimator: algorithm} (empty without any)."""
+        if not self.algorithms:
+            return {}
+        return {
+            "IQM": self.algorithms[0],
+            "mean of task means": min(self.algorithms, key=lambda a: -self.task_mean[a].mean),
+            "mean rank": min(self.algorithms, key=lambda a: self.mean_rank[a]),
+        }
+
+    def winner_text(self) -> str:
+        """Who wins by each estimator, and whether the winner depends on it."""
+        winners = self.winners
+        if len(set(winners.values())) == 1:
+            return f"Every estimator puts {next(iter(winners.values()))} first."
+        named = "; ".join(f"{estimator}: {name}" for estimator, name in winners.items())
+        return f"The winner depends on the estimator ({named}): no algorithm wins outright."
 
     @property
     def slug(self) -> str:
@@ -113,6 +144,9 @@ def aggregate(group: str, tables: list[str], fronts: pd.DataFrame) -> Aggregate:
             ]
     iqms = {algorithm: iqm_interval(strata) for algorithm, strata in scores.items()}
     order = sorted(iqms, key=lambda a: (-iqms[a].mean, a))
+    task_means = {algorithm: task_mean_interval(strata) for algorithm, strata in scores.items()}
+    per_task = np.array([[np.mean(scores[a][t]) for a in order] for t in range(len(tables))])
+    ranks = dict(zip(order, map(float, mean_ranks(per_task)))) if order else {}
     improvement = {}
     for i, x in enumerate(order):
         for y in order[i + 1 :]:
@@ -125,4 +159,7 @@ def aggregate(group: str, tables: list[str], fronts: pd.DataFrame) -> Aggregate:
     taus = np.linspace(0.0, largest, PROFILE_POINTS)
     profiles = {algorithm: profile_interval(scores[algorithm], taus) for algorithm in order}
     seeds = sorted(int(seed) for seed in fronts["seed"].unique())
-    return Aggregate(group, tables, order, left_out, iqms, improvement, taus, profiles, seeds)
+    return Aggregate(
+        group, tables, order, left_out, iqms, task_means, ranks, improvement, taus, profiles,
+        seeds,
+    )  # fmt: skip

@@ -98,8 +98,9 @@ FRONT_COLUMNS = {
 #: Per-front metrics, in column order.
 FRONT_METRICS = (
     "hypervolume", "score", "igd_plus", "igd", "gd", "cardinality", "sparsity", "spacing",
-    "rank_correlation", "inner_product", "expected_utility", "checkpoint_hypervolume",
-    "steps_to_front", "gradient_evaluations", "hypervolume_per_kilo_evaluation", "wall_time",
+    "rank_correlation", "inner_product", "tchebycheff", "expected_utility",
+    "checkpoint_hypervolume", "steps_to_front", "gradient_evaluations",
+    "hypervolume_per_kilo_evaluation", "wall_time",
 )  # fmt: skip
 
 
@@ -276,10 +277,10 @@ def default_front_hypervolume(task: str, task_params: dict[str, Any]) -> float |
 
 def grid_of(n_objectives: int, partitions: int | None = None) -> set[tuple[float, ...]]:
     """The preference grid a complete front covers, as rounded tuples (`on_grid`)."""
-    return {_rounded(w) for w in simplex_lattice(n_objectives, partitions)}
+    return {rounded_preference(w) for w in simplex_lattice(n_objectives, partitions)}
 
 
-def _rounded(preference) -> tuple[float, ...]:
+def rounded_preference(preference) -> tuple[float, ...]:
     return tuple(round(float(w), 9) for w in preference)
 
 
@@ -290,7 +291,7 @@ def mark_fronts(records: pd.DataFrame, partitions: int | None = None) -> pd.Data
     marked = records.copy()
     m = marked["objective_names"].map(len)
     grids = {n: grid_of(n, partitions) for n in sorted(set(m))}
-    rounded = marked["preference"].map(_rounded)
+    rounded = marked["preference"].map(rounded_preference)
     marked["grid"] = m.map(lambda n: len(grids[n])).astype(int)
     marked["on_grid"] = [w in grids[n] for w, n in zip(rounded, m)]
     on = marked["on_grid"]
@@ -389,7 +390,7 @@ def front_frame(marked: pd.DataFrame, references: dict[str, Reference]) -> pd.Da
             "seed": int(seed),
             "complete": any(r.complete for r in group),
             "grid": grid,
-            "missing": grid - len({_rounded(r.preference) for r in on_grid}),
+            "missing": grid - len({rounded_preference(r.preference) for r in on_grid}),
             "failed": sum(r.status != "ok" for r in on_grid),
             "off_grid": len(group) - len(on_grid),
             "reference": reference.kind,

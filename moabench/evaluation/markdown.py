@@ -13,21 +13,31 @@ from moabench.core.preferences import preference_text
 from moabench.evaluation import aggregates as aggregates_module
 from moabench.evaluation import tables as tables_module
 from moabench.evaluation.aggregates import Aggregate
+from moabench.evaluation.rankings import QUESTIONS, UTILITIES
 from moabench.evaluation.tables import (
     COLUMNS,
+    COMPARISON_HEADER,
+    RANK_HEADER,
     STANDING_COLUMNS,
     Row,
     TaskTable,
+    comparison_cells,
+    coverage_text,
     completion_command,
-    p_text,
+    flag_notes,
+    uncertainty_cells,
 )
 
 OTHER_COLUMNS = [metric for metric in COLUMNS if metric not in STANDING_COLUMNS]
 
 
 HEADER = [
-    "rank", "algorithm", "HV [95% t]", "vs leader: ΔHV [95% paired t]", "p Holm", "tie",
+    "rank", "algorithm", "HV [95% t]", *RANK_HEADER, *COMPARISON_HEADER,
     *(COLUMNS[m] for m in STANDING_COLUMNS[1:]), "seeds", "failed",
+]  # fmt: skip
+UTILITY_HEADER = [
+    "rank", "algorithm", f"{UTILITIES['weighted_sum_utility'][0]} [95% t]", *RANK_HEADER,
+    f"{UTILITIES['tchebycheff_utility'][0]} [95% t]", "HV rank",
 ]  # fmt: skip
 
 
@@ -88,13 +98,16 @@ def _render_aggregate(
         return lines + [aggregates_module.empty_note(aggregate), "", f"    {command}", "",
                         *_left_out(aggregate)]  # fmt: skip
     lines += [
-        "| algorithm | IQM of HV / reference HV [95% stratified bootstrap CI] | runs |",
-        "|---|---|---|",
+        "| algorithm | IQM of HV / reference HV [95% stratified bootstrap CI] | mean of task "
+        "means [95% CI] | mean rank | runs |",
+        "|---|---|---|---|---|",
     ]
     lines += [
-        f"| {name} | {aggregate.iqm[name]} | {aggregate.iqm[name].n} |"
+        f"| {name} | {aggregate.iqm[name]} | {aggregate.task_mean[name]} | "
+        f"{aggregate.mean_rank[name]:.2f} | {aggregate.iqm[name].n} |"
         for name in aggregate.algorithms
     ]
+    lines += ["", aggregate.winner_text()]
     if aggregate.left_out:
         command = aggregates_module.fill_command(aggregate, tables)
         lines += ["", *_left_out(aggregate), "The sweep that gives them a front on each task:",
@@ -141,11 +154,15 @@ def _render_table(table: TaskTable, figures: set[str]) -> list[str]:
         + "".join(f" {note}" for note in tables_module.table_notes(table)),
         "",
         *([f"    {command}", ""] if (command := completion_command(table)) else []),
+        *([f"**Flags.** {' '.join(flags)}", ""] if (flags := flag_notes(table)) else []),
+        f"By hypervolume. {QUESTIONS['hypervolume']}",
+        "",
         "| " + " | ".join(HEADER) + " |",
         "|" + "---|" * len(HEADER),
     ]
-    lines += [_standing(row) for row in table.rows]
+    lines += [_standing(row, table) for row in table.rows]
     if ranked:
+        lines += _utility(table) + _pointwise(table)
         lines += [
             "",
             "Other metrics, mean [95% t] over the same complete fronts (descriptive; never used "
@@ -195,24 +212,63 @@ def _render_table(table: TaskTable, figures: set[str]) -> list[str]:
     return lines
 
 
-def _standing(row: Row) -> str:
+def _utility(table: TaskTable) -> list[str]:
+    """The ranking by utility, with its uncertainty."""
+    by_utility = table.rankings["weighted_sum_utility"]
+    tchebycheff = table.rankings["tchebycheff_utility"]
+    hv_rank = {row.algorithm: row.rank for row in table.ranked}
+    lines = [
+        "",
+        f"By utility. {QUESTIONS['weighted_sum_utility']}",
+        "",
+        "| " + " | ".join(UTILITY_HEADER) + " |",
+        "|" + "---|" * len(UTILITY_HEADER),
+    ]
+    for rank, name in enumerate(by_utility.order, start=1):
+        cells = [
+            str(rank), name, str(by_utility.estimate[name]), *uncertainty_cells(by_utility, name),
+            str(tchebycheff.estimate[name]), str(hv_rank[name]),
+        ]  # fmt: skip
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _pointwise(table: TaskTable) -> list[str]:
+    """Language tables: the set coverage and dominance share of every two algorithms' models
+    at the same preference (pointwise.csv has the per-objective differences)."""
+    pairs = table.pointwise
+    if table.paradigm == "analytic" or pairs.empty:
+        return []
+    names = table.rankings["weighted_sum_utility"].order
+    cells = {(r.a, r.b): r for r in pairs.itertuples(index=False)}
+    lines = [
+        "",
+        "At the same preference: C(row, column), the share of the column's models weakly "
+        "dominated by one of the row's on the same seed, and (in parentheses) the share of "
+        "(w, seed) where the row's model dominates the column's:",
+        "",
+        "| C(row, column) | " + " | ".join(names) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for a in names:
+        row = [coverage_text(cells[(a, b)]) if (a, b) in cells else "-" for b in names]
+        lines.append(f"| {a} | " + " | ".join(row) + " |")
+    return lines
+
+
+def _standing(row: Row, table: TaskTable) -> str:
     if not row.supported:
         cells = ["-", row.algorithm] + ["n/a"] * (len(HEADER) - 2)
     elif row.rank is None:
         cells = ["-", row.algorithm, "no complete front"] + [""] * (len(HEADER) - 5)
         cells += [f"0 (+{row.partial} partial)", f"{len(row.failed)}/{row.runs}"]
     else:
-        comparison = row.comparison
-        versus = (
-            ["leader", "", ""]
-            if comparison is None
-            else [str(comparison.difference), p_text(comparison.p_holm), comparison.marks]
-        )
         cells = [
             str(row.rank),
             row.algorithm,
             str(row.summary["hypervolume"]),
-            *versus,
+            *uncertainty_cells(table.rankings["hypervolume"], row.algorithm),
+            *comparison_cells(row.comparison),
             *(str(row.summary[m]) for m in STANDING_COLUMNS[1:]),
             f"{row.seeds}" + (f" (+{row.partial} partial)" if row.partial else ""),
             f"{len(row.failed)}/{row.runs}",

@@ -37,11 +37,21 @@ def nondominated_mask(points: np.ndarray) -> np.ndarray:
     return np.array([tuple(p) in front for p in points], dtype=bool)
 
 
-def cardinality(points: np.ndarray) -> int:
-    """The number of distinct non-dominated points: 1 for an algorithm that reaches the same point
-    whatever the preference (where sparsity and spacing read 0, as for a perfect front), as the
-    multi-objective RL benchmarks report it."""
-    return len(nondominated(points))
+#: Non-dominated points closer than this (largest coordinate gap, normalised space) count once.
+CARDINALITY_TOLERANCE = 1e-6
+
+
+def cardinality(points: np.ndarray, tolerance: float = CARDINALITY_TOLERANCE) -> int:
+    """The number of distinct non-dominated points, a point within `tolerance` (in every
+    objective) of one already counted, in sorted order, counting with it: 1 for an algorithm
+    that reaches the same point whatever the preference (where sparsity and spacing read 0, as
+    for a perfect front), as the multi-objective RL benchmarks report it, and floating-point
+    noise between runs never counted as a point."""
+    kept: list[np.ndarray] = []
+    for point in nondominated(points):
+        if all(np.max(np.abs(point - other)) > tolerance for other in kept):
+            kept.append(point)
+    return len(kept)
 
 
 def hypervolume(points: np.ndarray, reference: float = HV_REFERENCE) -> float:
@@ -97,6 +107,12 @@ def inner_product(points: np.ndarray, preferences: np.ndarray) -> float:
     return float(np.mean(np.sum(np.asarray(preferences) * np.asarray(points), axis=1)))
 
 
+def tchebycheff(points: np.ndarray, preferences: np.ndarray) -> float:
+    """Mean over the grid of the Tchebycheff scalarisation max_j w_j f_j (each run's point
+    against its own preference; the ideal point is 0 in this space); lower is better."""
+    return float(np.mean(np.max(np.asarray(preferences) * np.asarray(points), axis=1)))
+
+
 def rank_correlation(points: np.ndarray, preferences: np.ndarray) -> float:
     """Preference following: Spearman correlation between w_j and -f_j across the grid, averaged
     over objectives (a larger weight should give a smaller normalised loss). An objective whose
@@ -146,6 +162,7 @@ METRICS = {
     "sparsity": False,  # descriptive only: the leaderboard never ranks by sparsity or spacing
     "spacing": False,
     "inner_product": False,
+    "tchebycheff": False,
     "rank_correlation": True,
     "expected_utility": True,
     "cardinality": True,
@@ -170,6 +187,7 @@ def front_metrics(
         "sparsity": sparsity(points),
         "spacing": spacing(points),
         "inner_product": inner_product(points, preferences),
+        "tchebycheff": tchebycheff(points, preferences),
         "rank_correlation": rank_correlation(points, preferences),
         "expected_utility": expected_utility(points, preferences),
         "cardinality": float(cardinality(points)),

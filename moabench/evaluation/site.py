@@ -20,14 +20,20 @@ from moabench.core.preferences import preference_text
 from moabench.evaluation import aggregates as aggregates_module
 from moabench.evaluation import tables as tables_module
 from moabench.evaluation.aggregates import Aggregate
+from moabench.evaluation.rankings import QUESTIONS, UTILITIES, Ranking
 from moabench.evaluation.stats import Interval
 from moabench.evaluation.tables import (
     COLUMNS,
+    COMPARISON_HEADER,
+    RANK_HEADER,
     STANDING_COLUMNS,
     Row,
     TaskTable,
+    comparison_cells,
     completion_command,
-    p_text,
+    coverage_text,
+    flag_notes,
+    uncertainty_cells,
 )
 
 OTHER_COLUMNS = [metric for metric in COLUMNS if metric not in STANDING_COLUMNS]
@@ -63,6 +69,8 @@ figcaption { font-size: 0.85em; color: #444; }
 pre { text-align: left; margin: 0.3em 0; }
 pre.command { background: #f6f6f6; padding: 0.4em 0.6em; overflow-x: auto; }
 p.note { color: #444; }
+p.question { font-weight: 600; margin-bottom: 0.2em; }
+p.flags { background: #fff4e0; padding: 0.3em 0.6em; }
 details.failures li { font-family: monospace; font-size: 0.85em; }
 .legend li { margin: 0.3em 0; }
 .ci { font-size: 0.8em; color: #666; }
@@ -194,15 +202,16 @@ def _aggregate_section(
     lines += [
         f'<table class="sortable" data-aggregate="{e(aggregate.group)}"><thead><tr>'
         '<th class="name">algorithm</th><th>IQM of HV / reference HV [95% stratified bootstrap CI]</th>'
-        "<th>runs</th></tr></thead><tbody>",
+        "<th>mean of task means [95% CI]</th><th>mean rank</th><th>runs</th></tr></thead><tbody>",
     ]
     for name in aggregate.algorithms:
-        interval = aggregate.iqm[name]
+        interval, rank = aggregate.iqm[name], aggregate.mean_rank[name]
         lines.append(
             f'<tr><td class="name" data-value="{e(name)}">{e(name)}</td>{_cell(interval)}'
+            f'{_cell(aggregate.task_mean[name])}<td data-value="{rank:.6g}">{rank:.2f}</td>'
             f'<td data-value="{interval.n}">{interval.n}</td></tr>'
         )
-    lines.append("</tbody></table>")
+    lines += ["</tbody></table>", f'<p class="note">{e(aggregate.winner_text())}</p>']
     lines += _left_out(aggregate)
     if aggregate.left_out:
         lines += [
@@ -257,7 +266,7 @@ def _task_section(table: TaskTable, index: int, figures: set[str]) -> str:
     )
     ranked = table.ranked
     headers = [
-        "rank", "algorithm", "HV [95% t]", "vs leader: ΔHV [95% paired t]", "p Holm", "tie",
+        "rank", "algorithm", "HV [95% t]", *RANK_HEADER, *COMPARISON_HEADER,
         *(COLUMNS[m] for m in STANDING_COLUMNS[1:]), "seeds", "failed",
     ]  # fmt: skip
     lines = [
@@ -268,12 +277,20 @@ def _task_section(table: TaskTable, index: int, figures: set[str]) -> str:
         f"each; {sum(row.seeds for row in ranked)} complete fronts ranked, {len(table.partial)} "
         "partial." + "".join(f" {e(note)}" for note in tables_module.table_notes(table)) + "</p>",
         *([_command(command)] if (command := completion_command(table)) else []),
+        *(
+            [f'<p class="flags"><strong>Flags.</strong> {e(" ".join(flags))}</p>']
+            if (flags := flag_notes(table))
+            else []
+        ),
+        f'<p class="question">By hypervolume. {e(QUESTIONS["hypervolume"])}</p>',
         f'<div class="scroll"><table class="sortable" data-task="{e(table.label)}"><thead><tr>'
         + "".join(f"<th{NAME if h == 'algorithm' else ''}>{e(h)}</th>" for h in headers)
         + "</tr></thead><tbody>",
     ]
-    lines += [_standing(row, len(headers)) for row in table.rows]
+    lines += [_standing(row, len(headers), table.rankings["hypervolume"]) for row in table.rows]
     lines.append("</tbody></table></div>")
+    if ranked:
+        lines += _utility(table) + _pointwise(table)
     for kind, what, columns in OTHER_TABLES if ranked else ():
         lines += [
             f"<p>{what}:</p>",
@@ -342,7 +359,84 @@ def _task_section(table: TaskTable, index: int, figures: set[str]) -> str:
     return "\n".join(lines)
 
 
-def _standing(row: Row, width: int) -> str:
+def _text(text: str, value: str | float | None = None) -> str:
+    """A sortable cell of `text`, sorted by `value` (by the text itself when None)."""
+    if value is None:
+        key = text
+    elif isinstance(value, float):
+        key = "" if math.isnan(value) else f"{value:.6g}"
+    else:
+        key = str(value)
+    return f'<td data-value="{html.escape(key)}">{html.escape(text)}</td>'
+
+
+def _uncertainty(ranking: Ranking, algorithm: str) -> str:
+    """P(best), the rank interval and the best-set mark as sortable cells."""
+    p_best, ranks, best = uncertainty_cells(ranking, algorithm)
+    return (
+        _text(p_best, ranking.p_best[algorithm])
+        + _text(ranks, float(ranking.rank_interval[algorithm][0]))
+        + _text(best)
+    )
+
+
+def _utility(table: TaskTable) -> list[str]:
+    """The ranking by utility, sortable, with its uncertainty."""
+    e = html.escape
+    by_utility = table.rankings["weighted_sum_utility"]
+    tchebycheff = table.rankings["tchebycheff_utility"]
+    hv_rank = {row.algorithm: row.rank for row in table.ranked}
+    headers = [
+        "rank", "algorithm", f"{UTILITIES['weighted_sum_utility'][0]} [95% t]", *RANK_HEADER,
+        f"{UTILITIES['tchebycheff_utility'][0]} [95% t]", "HV rank",
+    ]  # fmt: skip
+    lines = [
+        f'<p class="question">By utility. {e(QUESTIONS["weighted_sum_utility"])}</p>',
+        f'<div class="scroll"><table class="sortable" data-utility="{e(table.label)}"><thead><tr>'
+        + "".join(f"<th{NAME if h == 'algorithm' else ''}>{e(h)}</th>" for h in headers)
+        + "</tr></thead><tbody>",
+    ]
+    for rank, name in enumerate(by_utility.order, start=1):
+        lines.append(
+            f'<tr><td data-value="{rank}">{rank}</td>'
+            f'<td class="name" data-value="{e(name)}">{e(name)}</td>'
+            + _cell(by_utility.estimate[name])
+            + _uncertainty(by_utility, name)
+            + _cell(tchebycheff.estimate[name])
+            + _text(str(hv_rank[name]), float(hv_rank[name]))
+            + "</tr>"
+        )
+    lines.append("</tbody></table></div>")
+    return lines
+
+
+def _pointwise(table: TaskTable) -> list[str]:
+    """Language tables: C(row, column) and the dominance share at the same preference."""
+    pairs = table.pointwise
+    if table.paradigm == "analytic" or pairs.empty:
+        return []
+    e = html.escape
+    names = table.rankings["weighted_sum_utility"].order
+    cells = {(r.a, r.b): r for r in pairs.itertuples(index=False)}
+    header = "".join(f"<th>{e(name)}</th>" for name in names)
+    lines = [
+        "<p>At the same preference: C(row, column), the share of the column's models weakly "
+        "dominated by one of the row's on the same seed, and (in parentheses) the share of "
+        "(w, seed) where the row's model dominates the column's:</p>",
+        f'<div class="scroll"><table class="coverage" data-coverage="{e(table.label)}"><thead>'
+        f'<tr><th class="name">C(row, column)</th>{header}</tr></thead><tbody>',
+    ]
+    for a in names:
+        row = "".join(
+            f"<td>{e(coverage_text(cells[(a, b)]))}</td>" if (a, b) in cells else "<td>-</td>"
+            for b in names
+        )
+        lines.append(f'<tr><td class="name">{e(a)}</td>{row}</tr>')
+    lines.append("</tbody></table></div>")
+    return lines
+
+
+def _standing(row: Row, width: int, ranking: Ranking) -> str:
     e = html.escape
     config = e(json.dumps(row.config, indent=1, sort_keys=True))
     name = f"{e(row.algorithm)}<details><summary>config</summary><pre>{config}</pre></details>"
@@ -360,19 +454,22 @@ def _standing(row: Row, width: int) -> str:
         )
     comparison = row.comparison
     if comparison is None:
-        versus = '<td data-value="0">leader</td><td data-value=""></td><td data-value=""></td>'
+        versus = '<td data-value="0">leader</td>' + '<td data-value=""></td>' * 4
     else:
-        p_value = "" if math.isnan(comparison.p_holm) else f"{comparison.p_holm:.6g}"
+        _, hodges_lehmann, p_holm, p_holm_t, marks = comparison_cells(comparison)
         versus = (
             _cell(comparison.difference)
-            + f'<td data-value="{p_value}">{p_text(comparison.p_holm)}</td>'
-            + f'<td class="tie" data-value="{e(comparison.marks)}">{e(comparison.marks)}</td>'
+            + _text(hodges_lehmann, comparison.test.hodges_lehmann)
+            + _text(p_holm, comparison.p_holm)
+            + _text(p_holm_t, comparison.p_holm_t)
+            + f'<td class="tie" data-value="{e(marks)}">{e(marks)}</td>'
         )
     seeds = f"{row.seeds}" + (f" (+{row.partial} partial)" if row.partial else "")
     return (
         f'<tr class="{"leader" if comparison is None else "ranked"}">'
         f'<td data-value="{row.rank}">{row.rank}</td>{name_cell}'
         + _cell(row.summary["hypervolume"])
+        + _uncertainty(ranking, row.algorithm)
         + versus
         + "".join(_cell(row.summary[m]) for m in STANDING_COLUMNS[1:])
         + f'<td data-value="{row.seeds}">{e(seeds)}</td>{failed}</tr>'

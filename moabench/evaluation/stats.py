@@ -12,10 +12,12 @@ Per task, over one algorithm's seeds:
   language tasks' 5 seeds, let alone after a multiplicity correction.
 - `sign_flip_test` and `hodges_lehmann`: the robust pair beside it. The paired permutation test
   flips the signs of the differences (under "no difference" each sign is a fair coin) and
-  compares the signed-rank statistic sum_i sign(d_i) rank(|d_i|) with all 2^n flips
-  (scipy.stats.permutation_test; this is Wilcoxon's exact signed-rank test). One seed lost by a
-  lot cannot outvote nine won by a little, as it does the t-test's mean. Its p-value cannot fall
-  below 2 / 2^n (0.125 at 4 seeds): few seeds cannot separate without the t-test's normality.
+  compares the signed-rank statistic sum_i sign(d_i) rank(|d_i|) with all 2^n flips (Wilcoxon's
+  exact signed-rank test, ties and zeros included; enumerated in numpy as
+  scipy.stats.permutation_test does, which the tests check, at 1/100 of its cost). One seed lost
+  by a lot cannot outvote nine won by a little, as it does the t-test's mean. Its p-value cannot
+  fall below 2 / 2^n (0.125 at 4 seeds): few seeds cannot separate without the t-test's
+  normality.
   Its effect size is the Hodges-Lehmann estimate, the median of the Walsh averages
   (d_i + d_j) / 2, i <= j (Hodges & Lehmann 1963), the estimate the signed-rank test inverts.
 - `equivalence_test`: two one-sided paired t-tests (TOST, Schuirmann 1987) of |mean| >= margin;
@@ -35,7 +37,11 @@ Per task, over one algorithm's seeds:
 Across tasks (Agarwal et al., "Deep RL at the Edge of the Statistical Precipice", NeurIPS 2021),
 on scores normalised per task; a *stratum* is one task's per-seed scores of one algorithm:
 - `iqm`: the interquartile mean, scipy's 25% trimmed mean over every run of every task (as the
-  paper's reference implementation, rliable, computes it).
+  paper's reference implementation, rliable, computes it). It weights tasks by their runs, and
+  drops a quarter of the runs at each end, wherever they fall.
+- `task_mean_interval`: the mean over tasks of each task's mean, tasks weighted equally.
+- `mean_ranks`: per task the algorithms ranked by their task mean (1 = best, ties share the
+  average rank), the ranks averaged over tasks: an aggregate that no one task's scale dominates.
 - `probability_of_improvement`: P(X > Y) = 1/M sum_m P(X_m > Y_m), with P(X_m > Y_m) the
   Mann-Whitney statistic of task m's runs, 1/(N K) sum_i sum_j S(x_i, y_j), S = 1 when
   x_i > y_j, 1/2 when equal, 0 otherwise (the paper's Section 4.3).
@@ -111,9 +117,9 @@ def t_interval(values: Sequence[float] | np.ndarray) -> Interval:
 
 
 @cache
-def _t_quantile(degrees_of_freedom: int) -> float:
-    """t_{(1 + CONFIDENCE) / 2, df}: 4.303 for 2 degrees of freedom, 2.262 for 9."""
-    return float(stats.t.ppf((1 + CONFIDENCE) / 2, degrees_of_freedom))
+def _t_quantile(degrees_of_freedom: int, level: float = (1 + CONFIDENCE) / 2) -> float:
+    """t_{level, df}; by default t_{0.975, df}: 4.303 for 2 degrees of freedom, 2.262 for 9."""
+    return float(stats.t.ppf(level, degrees_of_freedom))
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,9 @@ def paired_t_test(a: Sequence[float], b: Sequence[float]) -> PairedTest:
         return PairedTest(interval, math.nan)
     if np.ptp(differences) == 0:
         return PairedTest(interval, 1.0 if differences[0] == 0 else 0.0)
-    with warnings.catch_warnings():  # nearly equal differences: scipy warns of lost precision
-        warnings.simplefilter("ignore", RuntimeWarning)
-        p_value = float(stats.ttest_1samp(differences, 0.0).pvalue)
-    return PairedTest(interval, p_value)
+    standard_error = float(differences.std(ddof=1)) / math.sqrt(len(differences))
+    t = abs(float(differences.mean())) / standard_error
+    return PairedTest(interval, float(2 * stats.t.sf(t, len(differences) - 1)))
 
 
 def hodges_lehmann(differences: Sequence[float] | np.ndarray) -> float:
@@ -150,26 +155,34 @@ def hodges_lehmann(differences: Sequence[float] | np.ndarray) -> float:
     return float(np.median((d[i] + d[j]) / 2))
 
 
-def _signed_rank(d: np.ndarray, axis: int = -1) -> np.ndarray:
+def signed_rank(d: np.ndarray, axis: int = -1) -> np.ndarray:
     """sum_i sign(d_i) rank(|d_i|), average ranks for ties (a zero adds nothing)."""
     return np.sum(np.sign(d) * stats.rankdata(np.abs(d), axis=axis), axis=axis)
 
 
+@cache
+def _sign_flips(n: int) -> np.ndarray:
+    """Every one of the 2^n sign vectors of length n, (2^n, n); random ones beyond n = 16
+    (`BOOTSTRAP_RESAMPLES`, from `BOOTSTRAP_SEED`)."""
+    if n > 16:
+        return np.random.default_rng(BOOTSTRAP_SEED).choice([-1.0, 1.0], (BOOTSTRAP_RESAMPLES, n))
+    return 1.0 - 2.0 * ((np.arange(2**n)[:, None] >> np.arange(n)) & 1)
+
+
 def sign_flip_test(differences: Sequence[float] | np.ndarray) -> float:
     """Two-sided p-value of the paired permutation test of the non-nan `differences`: the
-    signed-rank statistic against every one of the 2^n sign flips (n <= 16; random flips,
-    `BOOTSTRAP_RESAMPLES` of them from `BOOTSTRAP_SEED`, beyond). nan with fewer than two."""
+    signed-rank statistic against every one of the 2^n sign flips, 2 min(P(T <= t), P(T >= t))
+    as scipy.stats.permutation_test gives it (n <= 16; random flips beyond). nan with fewer
+    than two differences."""
     d = _finite(differences)
     if len(d) < 2:
         return math.nan
-    if not np.any(d):
-        return 1.0
-    result = stats.permutation_test(
-        (d,), _signed_rank, permutation_type="samples", vectorized=True,
-        n_resamples=math.inf if len(d) <= 16 else BOOTSTRAP_RESAMPLES,
-        rng=np.random.default_rng(BOOTSTRAP_SEED),
-    )  # fmt: skip
-    return float(min(1.0, result.pvalue))
+    signed = np.sign(d) * stats.rankdata(np.abs(d))
+    observed, flipped = signed.sum(), _sign_flips(len(d)) @ signed
+    tolerance = 1e-9 * max(1.0, abs(observed))  # equal sums up to rounding count as reached
+    below = np.mean(flipped <= observed + tolerance)
+    above = np.mean(flipped >= observed - tolerance)
+    return float(min(1.0, 2 * min(below, above)))
 
 
 def equivalence_test(differences: Sequence[float] | np.ndarray, margin: float) -> float:
@@ -181,10 +194,10 @@ def equivalence_test(differences: Sequence[float] | np.ndarray, margin: float) -
         return math.nan
     if np.ptp(d) == 0:
         return 0.0 if abs(d[0]) < margin else 1.0
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        above = stats.ttest_1samp(d, -margin, alternative="greater").pvalue
-        below = stats.ttest_1samp(d, margin, alternative="less").pvalue
+    standard_error = float(d.std(ddof=1)) / math.sqrt(len(d))
+    mean, df = float(d.mean()), len(d) - 1
+    above = stats.t.sf((mean + margin) / standard_error, df)  # H0: mean <= -margin
+    below = stats.t.cdf((mean - margin) / standard_error, df)  # H0: mean >= margin
     return float(max(above, below))
 
 
@@ -240,11 +253,42 @@ def best_set(values: np.ndarray) -> np.ndarray:
             d = values[shared, j] - values[shared, i]
             if i == j or len(d) < 2:
                 continue
-            quantile = stats.t.ppf(1 - (1 - CONFIDENCE) / (k - 1), len(d) - 1)
+            quantile = _t_quantile(len(d) - 1, 1 - (1 - CONFIDENCE) / (k - 1))
             if d.mean() - quantile * d.std(ddof=1) / math.sqrt(len(d)) > 0:
                 keep[i] = False
                 break
     return keep
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """`a - b` on their shared seeds: the mean difference with its 95% paired t interval and
+    p-value, the Hodges-Lehmann estimate with the sign-flip test's p-value, and the TOST p-value
+    for |mean| < margin. `exact`: the differences have no spread (`deterministic`), so the
+    p-values (nan then) would only measure floating-point noise."""
+
+    difference: Interval
+    p_t: float
+    hodges_lehmann: float
+    p_sign_flip: float
+    p_equivalence: float
+    exact: bool
+
+
+def compare(a: Sequence[float], b: Sequence[float], margin: float) -> PairedComparison:
+    """Every paired statistic of `a - b` (same length, paired by position)."""
+    differences = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    test = paired_t_test(a, b)
+    if deterministic(differences):
+        inside = abs(test.difference.mean) < margin
+        return PairedComparison(
+            test.difference, math.nan, hodges_lehmann(differences), math.nan,
+            0.0 if inside else 1.0, True,
+        )  # fmt: skip
+    return PairedComparison(
+        test.difference, test.p_value, hodges_lehmann(differences), sign_flip_test(differences),
+        equivalence_test(differences, margin), False,
+    )  # fmt: skip
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -323,6 +367,25 @@ def iqm_interval(strata: Sequence[np.ndarray]) -> Interval:
     )
     low, high = (math.nan, math.nan) if bounds is None else map(float, bounds)
     return Interval(float(iqm(pooled)), low, high, len(pooled))
+
+
+def task_mean_interval(strata: Sequence[np.ndarray]) -> Interval:
+    """The mean over strata of each stratum's mean, with its stratified bootstrap interval;
+    n is the number of strata."""
+    if not strata:
+        return Interval(math.nan, math.nan, math.nan, 0)
+    bounds = stratified_interval(
+        lambda *samples, axis: np.mean([s.mean(axis=axis) for s in samples], axis=0), strata
+    )
+    low, high = (math.nan, math.nan) if bounds is None else map(float, bounds)
+    point = float(np.mean([np.mean(s) for s in strata]))
+    return Interval(point, low, high, len(strata))
+
+
+def mean_ranks(task_means: np.ndarray) -> np.ndarray:
+    """The average over tasks (rows) of each algorithm's (column's) rank by its task mean,
+    higher better: 1 for the best, ties sharing the average of their ranks."""
+    return stats.rankdata(-np.asarray(task_means, dtype=np.float64), axis=1).mean(axis=0)
 
 
 def improvement_interval(

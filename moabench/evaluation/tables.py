@@ -8,10 +8,15 @@
   (`stats.t_interval`). Algorithms are ordered by mean hypervolume; sparsity and spacing are
   descriptive columns and never rank.
 - The leader (highest mean hypervolume) is compared with every other ranked algorithm on the
-  seeds both have complete, paired by seed (`stats.paired_t_test`), with Holm's adjustment over the
-  table's comparisons (`stats.holm`): a *statistical tie* is a Holm-adjusted p-value of at least
-  `ALPHA` (or fewer than two shared seeds). A *practical tie* is a mean difference within
-  `PRACTICAL_TIE` (0.5%) of the leader's hypervolume, whatever the test says.
+  seeds both have complete, paired by seed (`stats.compare`): the sign-flip permutation test
+  with the Hodges-Lehmann estimate decides, Holm-adjusted over the table's comparisons
+  (`stats.holm`), the paired t-test beside it. *Not separated* (≈) is a Holm-adjusted sign-flip
+  p-value of at least `ALPHA` (or fewer than two shared seeds); *equivalent* (=) a TOST p-value
+  below `ALPHA` for a margin of `EQUIVALENCE_MARGIN` (1%) of the reference front's HV. Where
+  the differences have no spread over seeds they are exact: no p-value, = within the margin.
+- Each table ranks twice (`rankings`): by hypervolume and by the per-preference utility, each
+  with P(best), rank intervals and the set not separated from the best; `pointwise` compares
+  every two algorithms' models at the same preference, and `flags` marks degenerate results.
 
 The tables are a pure function of the records, computed once and rendered by `markdown`, `site`,
 `exports` and `plots`.
@@ -41,10 +46,22 @@ from moabench.evaluation.frame import (
     reference_of,
     space_of,
 )
-from moabench.evaluation.stats import Interval, holm, paired_t_test, t_interval
+from moabench.evaluation.flags import still_runs, zero_seeds
+from moabench.evaluation.pointwise import pointwise_pairs
+from moabench.evaluation.rankings import (
+    UTILITIES,
+    Ranking,
+    all_pairs,
+    comparisons,
+    ranking,
+    seed_matrix,
+    with_utilities,
+)
+from moabench.evaluation.stats import Interval, PairedComparison, t_interval
 
 ALPHA = 0.05
-PRACTICAL_TIE = 0.005
+#: The TOST margin of "equivalent", as a fraction of the reference front's HV.
+EQUIVALENCE_MARGIN = 0.01
 
 COLUMNS = {  # metric -> column header, in table order
     "hypervolume": "HV",
@@ -57,6 +74,7 @@ COLUMNS = {  # metric -> column header, in table order
     "spacing": "spacing",
     "rank_correlation": "pref. rank corr.",
     "inner_product": "w·f",
+    "tchebycheff": "max w_j f_j",
     "expected_utility": "exp. utility",
     "checkpoint_hypervolume": "HV over checkpoints",
     "steps_to_front": "steps to 95% of it",
@@ -77,18 +95,34 @@ class Failure:
 
 @dataclass(frozen=True)
 class Comparison:
-    """One algorithm against the leader on the seeds both have complete, paired by seed."""
+    """One algorithm against the leader on the seeds both have complete, paired by seed (this
+    algorithm's HV minus the leader's)."""
 
-    difference: Interval  # this algorithm's HV minus the leader's: mean and 95% paired t interval
-    p_value: float  # two-sided paired t-test (nan with fewer than two shared seeds)
-    p_holm: float  # Holm-adjusted over the table's comparisons
-    statistical_tie: bool
-    practical_tie: bool
+    test: PairedComparison
+    p_holm: float  # the sign-flip test's, Holm-adjusted over the table's comparisons
+    p_holm_t: float  # the paired t-test's, likewise
+
+    @property
+    def difference(self) -> Interval:
+        return self.test.difference
+
+    @property
+    def separated(self) -> bool:
+        """The records separate it from the leader: an exact non-zero difference, or a
+        Holm-adjusted sign-flip p-value below `ALPHA`."""
+        if self.test.exact:
+            return self.difference.mean != 0
+        return bool(self.p_holm < ALPHA)
+
+    @property
+    def equivalent(self) -> bool:
+        """Within the margin of the leader: TOST p below `ALPHA` (exact: inside the margin)."""
+        return bool(self.test.p_equivalence < ALPHA)
 
     @property
     def marks(self) -> str:
-        """ "≈" for a statistical tie, "<0.5%" for a practical one (`LEGEND`)."""
-        return " ".join(["≈"] * self.statistical_tie + ["<0.5%"] * self.practical_tie)
+        """ "≈" not separated from the leader, "=" equivalent to it (`LEGEND`)."""
+        return " ".join(["≈"] * (not self.separated) + ["="] * self.equivalent)
 
 
 def p_text(p: float) -> str:
@@ -98,8 +132,63 @@ def p_text(p: float) -> str:
     return "<0.0001" if p < 1e-4 else f"{p:.2g}"
 
 
+def comparison_cells(comparison: Comparison | None) -> list[str]:
+    """The cells of a row's comparison with the leader (`COMPARISON_HEADER`)."""
+    if comparison is None:
+        return ["leader", "", "", "", ""]
+    if comparison.test.exact:
+        p_values = ["exact", "exact"]
+    else:
+        p_values = [p_text(comparison.p_holm), p_text(comparison.p_holm_t)]
+    return [
+        str(comparison.difference), f"{comparison.test.hodges_lehmann:.4g}", *p_values,
+        comparison.marks,
+    ]  # fmt: skip
+
+
+def uncertainty_cells(ranking: Ranking, algorithm: str) -> list[str]:
+    """P(best), the rank interval and the best-set mark of one algorithm (`RANK_HEADER`)."""
+    low, high = ranking.rank_interval[algorithm]
+    return [
+        f"{ranking.p_best[algorithm]:.2f}",
+        str(low) if low == high else f"{low}-{high}",
+        "✓" if algorithm in ranking.best else "",
+    ]
+
+
+def coverage_text(pair) -> str:
+    """A row of `pointwise_pairs` as "C(a, b) (share of (w, seed) where a dominates b)"."""
+    return f"{pair.coverage:.2f} ({pair.a_dominates / pair.compared:.0%})"
+
+
+#: Headers of `comparison_cells` and `uncertainty_cells`.
+COMPARISON_HEADER = (
+    "vs leader: ΔHV [95% paired t]", "HL Δ", "p Holm", "p Holm (t)", "tie",
+)  # fmt: skip
+RANK_HEADER = ("P(best)", "rank [95%]", "best set")
+
+
+def flag_notes(table: TaskTable) -> list[str]:
+    """Sentences that flag degenerate results in a table (`flags`)."""
+    notes = []
+    if table.deterministic:
+        notes.append(
+            "Deterministic: seeds add no variance (every algorithm's HV spreads less than "
+            "1e-4 over seeds), so differences are exact and no p-value is given."
+        )
+    if table.zero_seeds:
+        seeds = ", ".join(map(str, table.zero_seeds))
+        notes.append(f"Every algorithm scores HV 0 on seed {seeds} (all points outside the box).")
+    for algorithm, (still, runs) in table.still.items():
+        notes.append(
+            f"{algorithm}: {still} of {runs} runs never leave their start (the trained model "
+            "is the starting one at every checkpoint)."
+        )
+    return notes
+
+
 #: Columns of the standings table besides rank, algorithm and the comparison with the leader.
-STANDING_COLUMNS = ("hypervolume", "score", "igd_plus", "cardinality")
+STANDING_COLUMNS = ("hypervolume", "score", "cardinality")
 
 #: How to read a task table: one entry per paragraph, plain text (the renderers add markup).
 LEGEND = (
@@ -112,20 +201,53 @@ LEGEND = (
     "HV: hypervolume of a front in the normalised minimisation space (ideal 0, nadir 1, "
     "reference point 1.1 per objective). Cells are mean over seeds [95% Student t interval: "
     "mean ± t(0.975, n-1) s/√n], the mean alone for a single seed. Rows are ordered by mean HV.",
-    "vs leader: each algorithm against the leader (highest mean HV) on the seeds both have "
-    "complete, paired by seed, since seeds share starting points and reference policies: the "
-    "mean HV difference with its 95% paired t interval, and the two-sided paired t-test's "
-    "p-value, Holm-adjusted over the table's comparisons (p Holm). A paired t-test rather than "
-    "Wilcoxon's signed-rank test, whose p-value cannot fall below 2/2^n (0.0625 at 5 seeds).",
-    "tie: ≈ where the Holm-adjusted p-value is 0.05 or more (or fewer than two seeds are shared): "
-    "the records do not separate the algorithm from the leader at a family-wise 5% level. "
-    "<0.5% where the mean difference is within 0.5% of the leader's HV: a practical tie, "
-    "whatever the test says. A rank with either mark is no evidence of an order; nor are the "
-    "ranks below the leader among themselves, which are not tested against each other.",
-    "Reference front: the task's exact front where it has one (its sampling is stated per table), "
+    "Two rankings answer two questions. By HV: which algorithm's models, one per preference, "
+    "cover the front best? A preference-blind algorithm (one model whatever w; cardinality 1) "
+    "ranks low here by construction. By utility: which algorithm gives a user the best model "
+    "for their preference w? Each grid preference's record (the model trained or steered for "
+    "w; a preference-blind algorithm's one model at every w) scores U_ws = 1 - w·f (weighted "
+    "sum) and U_tch = 1 - max_j w_j f_j (Tchebycheff) in the normalised space, averaged over "
+    "the grid; rows are ordered by U_ws.",
+    "P(best) and rank [95%]: the seeds resampled with replacement (jointly, since they are "
+    "shared; 2,000 resamples, fixed seed): the share of resamples in which the algorithm has "
+    "the best mean, and the 2.5-97.5% range of its rank. With 4-5 seeds a resample repeats "
+    "seeds, so these describe how fragile the order is rather than give exact probabilities. "
+    "best set ✓: the algorithms not separated from the best by multiple comparisons with the "
+    "best (Hsu 1984): one drops out when another beats it on their shared seeds by more than "
+    "the one-sided paired t bound, Bonferroni over its k-1 comparisons; the set holds the "
+    "truly best algorithm with 95% confidence if paired differences are roughly normal. MCB "
+    "rather than tests against the observed leader, whose lead is itself uncertain.",
+    "vs leader: each algorithm against the leader on the seeds both have complete, paired by "
+    "seed (seeds share starting points and reference policies): the mean HV difference with "
+    "its 95% paired t interval, and the Hodges-Lehmann estimate (median of the Walsh "
+    "averages). p Holm: the paired permutation test, which flips the differences' signs over "
+    "all 2^n ways and compares their signed-rank sum (exact Wilcoxon), Holm-adjusted over the "
+    "table's comparisons; it is used because HV is bounded and falls to 0 when a front leaves "
+    "the box, so one lost seed can outweigh nine won ones in a mean, and the t-test's normality "
+    "is rejected on several tables. Its p-value cannot fall below 2/2^n (0.125 at 4 seeds, "
+    "0.0625 at 5, 0.002 at 10): with 4-5 seeds no algorithm can be separated from the leader "
+    "without assuming normality. p Holm (t): the paired t-test, for a reader who accepts it.",
+    "tie: ≈ where the Holm-adjusted permutation p-value is 0.05 or more (or fewer than two "
+    "seeds are shared): not separated from the leader. = where two one-sided paired t-tests "
+    "(TOST) put the mean difference within ±1% of the reference front's HV at the 5% level: "
+    "equivalent to the leader. A ≈ without = is no evidence of a tie, only of too few seeds. "
+    "Ranks below the leader among themselves are tested in pairs.csv (every pair, Holm over "
+    "the table's pairs).",
+    "exact: a table or pair whose seeds add no variance (HV's standard deviation over seeds "
+    "below 1e-4) gives exact differences, so no p-value is shown: a test would measure only "
+    "floating-point noise. Flags: runs that never leave their start (the record's trajectory "
+    "and final point are its starting point), and seeds on which every algorithm scores HV 0.",
+    "At the same preference (language tables): C(row, column), the set coverage (Zitzler & "
+    "Thiele 1999), is the share of the column's models weakly dominated by one of the row's on "
+    "the same seed, averaged over seeds; in parentheses the share of (w, seed) at which the "
+    "row's model dominates the column's. pointwise.csv adds per objective the mean difference "
+    "at the same (w, seed) with its 95% t interval over seeds.",
+    "Reference front: the task's exact front where it has one (its sampling is stated per table; "
+    "its HV from the task's closed form where there is one: ZDT1, ZDT2, DTLZ2, Fonseca-Fleming), "
     "else the union of every algorithm's complete fronts. IGD, IGD+ and GD are measured against "
     "it, and HV / reference HV is the score that the across-task aggregates compare.",
-    "cardinality: the number of distinct non-dominated points of a front. Sparsity (PGMORL) and "
+    "cardinality: the number of distinct non-dominated points of a front, points within 1e-6 "
+    "of each other in every normalised objective counting once. Sparsity (PGMORL) and "
     "spacing (Schott) describe a front's shape and are never used to rank: an algorithm that "
     "ignores the preference reaches one point (cardinality 1), where both read 0, as for a "
     "perfect front.",
@@ -172,10 +294,25 @@ class TaskTable:
     plot: str  # small multiples, one panel per algorithm
     overlay: str  # every algorithm's front on one set of axes
     compute: str  # hypervolume against the front's training compute
+    rankings: dict[str, Ranking]  # by "hypervolume" and by each utility of `UTILITIES`
+    pairs: pd.DataFrame  # `rankings.all_pairs` on HV: every ordered pair, Holm over the table
+    pointwise: pd.DataFrame  # `pointwise.pointwise_pairs`: models at the same preference
+    still: dict[str, tuple[int, int]]  # `flags.still_runs`
+    zero_seeds: list[int]  # `flags.zero_seeds`
 
     @property
     def ranked(self) -> list[Row]:
         return [row for row in self.rows if row.rank is not None]
+
+    @property
+    def deterministic(self) -> bool:
+        """Seeds add no variance to any ranked algorithm's HV (`stats.deterministic`)."""
+        return bool(self.ranked) and self.rankings["hypervolume"].deterministic
+
+    @property
+    def margin(self) -> float:
+        """The equivalence margin in HV units: `EQUIVALENCE_MARGIN` of the reference HV."""
+        return equivalence_margin(self.reference)
 
 
 @dataclass
@@ -272,18 +409,25 @@ def _shell_value(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
 
 
+def equivalence_margin(reference: Reference) -> float:
+    """`EQUIVALENCE_MARGIN` of the reference front's HV (nan without one)."""
+    return EQUIVALENCE_MARGIN * reference.hypervolume
+
+
 def task_table(records: pd.DataFrame, fronts: pd.DataFrame, reference: Reference) -> TaskTable:
     """The standings of every algorithm configuration on one task table, from its marked records
     and its fronts."""
     first = records.iloc[0]
     label, paradigm = first["table"], first["paradigm"]
     task_params = json.loads(first["task_params"])
+    fronts = with_utilities(fronts)
     by_algorithm = dict(list(fronts.groupby("algorithm", sort=True)))
     rows = [
         _row(algorithm, group, by_algorithm[algorithm])
         for algorithm, group in records.groupby("algorithm", sort=True)
     ]
-    _rank(rows, fronts)
+    margin = equivalence_margin(reference)
+    _rank(rows, fronts, margin)
     for name in algorithms.names():  # algorithms that cannot run on this task show as n/a
         if not algorithms.get(name).supports(Paradigm(paradigm)):
             rows.append(Row(algorithm=name, supported=False, config={"algorithm": name}))
@@ -306,6 +450,11 @@ def task_table(records: pd.DataFrame, fronts: pd.DataFrame, reference: Reference
         plot=f"plots/{slug}.png",
         overlay=f"plots/{slug}_overlay.png",
         compute=f"plots/{slug}_compute.png",
+        rankings={metric: ranking(fronts, metric) for metric in ("hypervolume", *UTILITIES)},
+        pairs=all_pairs(fronts, "hypervolume", margin),
+        pointwise=pointwise_pairs(records),
+        still=still_runs(records),
+        zero_seeds=zero_seeds(fronts),
     )
 
 
@@ -336,39 +485,20 @@ def _row(algorithm: str, records: pd.DataFrame, fronts: pd.DataFrame) -> Row:
     )
 
 
-def _rank(rows: list[Row], fronts: pd.DataFrame) -> None:
+def _rank(rows: list[Row], fronts: pd.DataFrame, margin: float) -> None:
     """Order `rows` (ranked ones by mean hypervolume, then those without a complete front), give
-    ranks, and compare each ranked row with the leader."""
+    ranks, and compare each ranked row with the leader (equivalence within `margin`)."""
     rows.sort(key=lambda r: (r.seeds == 0, -_mean_hv(r) if r.seeds else 0.0, r.algorithm))
     ranked = [row for row in rows if row.seeds > 0]
     for rank, row in enumerate(ranked, start=1):
         row.rank = rank
     if len(ranked) < 2:
         return
-    hv = (
-        fronts[fronts["complete"]]
-        .pivot_table(index="seed", columns="algorithm", values="hypervolume", aggfunc="first")
-        .sort_index()
-    )
-    leader = ranked[0]
-    tests = []
-    for row in ranked[1:]:
-        shared = hv[[row.algorithm, leader.algorithm]].dropna()
-        if shared.empty:
-            difference = Interval(_mean_hv(row) - _mean_hv(leader), math.nan, math.nan, 0)
-            tests.append((difference, math.nan))
-        else:
-            test = paired_t_test(shared[row.algorithm], shared[leader.algorithm])
-            tests.append((test.difference, test.p_value))
-    adjusted = holm([p for _, p in tests])
-    for row, (difference, p_value), p_holm in zip(ranked[1:], tests, adjusted):
-        row.comparison = Comparison(
-            difference=difference,
-            p_value=p_value,
-            p_holm=float(p_holm),
-            statistical_tie=bool(np.isnan(p_holm) or p_holm >= ALPHA),
-            practical_tie=abs(difference.mean) <= PRACTICAL_TIE * _mean_hv(leader),
-        )
+    leader = ranked[0].algorithm
+    pairs = [(row.algorithm, leader) for row in ranked[1:]]
+    results = comparisons(seed_matrix(fronts, "hypervolume"), pairs, margin)
+    for row, (test, p_holm, p_holm_t) in zip(ranked[1:], results):
+        row.comparison = Comparison(test, p_holm, p_holm_t)
 
 
 def _mean_hv(row: Row) -> float:
