@@ -3,10 +3,15 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
+from moabench.evaluation.aggregates import aggregate
+from moabench.evaluation.flags import never_moves, still_runs, zero_seeds
 from moabench.evaluation.metrics import cardinality, tchebycheff
+from moabench.evaluation.pointwise import coverage, dominance, pointwise_pairs
+from moabench.evaluation.rankings import all_pairs, ranking, with_utilities
 from moabench.evaluation.stats import (
     DETERMINISTIC_SD,
     best_set,
@@ -14,11 +19,13 @@ from moabench.evaluation.stats import (
     deterministic,
     equivalence_test,
     hodges_lehmann,
+    holm,
+    mean_ranks,
     paired_t_test,
     sign_flip_test,
     signed_rank,
+    t_interval,
     task_mean_interval,
-    mean_ranks,
 )
 
 
@@ -131,3 +138,106 @@ def test_task_mean_weights_tasks_equally_and_mean_ranks_by_hand():
     # two tasks x three algorithms: ranks (1, 2, 3) and (2, 2, ...) ties share 1.5
     ranks = mean_ranks(np.array([[0.9, 0.5, 0.1], [0.7, 0.7, 0.2]]))
     assert list(ranks) == [1.25, 1.75, 3.0]
+
+
+def _records(points: dict) -> pd.DataFrame:
+    """Marked records of one two-objective table (ideal 0, nadir 1: normalised = raw) from
+    {(algorithm, seed): [point at w = (0, 1), point at w = (1, 0)]}."""
+    rows = [
+        {
+            "algorithm": algorithm, "seed": seed, "preference": w, "objectives": tuple(point),
+            "status": "ok", "complete": True, "objective_names": ("f1", "f2"),
+            "maximize": (False, False), "ideal": (0.0, 0.0), "nadir": (1.0, 1.0),
+            "trajectory_objectives": (), "trajectory_steps": (),
+        }  # fmt: skip
+        for (algorithm, seed), front in points.items()
+        for w, point in zip([(0.0, 1.0), (1.0, 0.0)], front)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_pointwise_pairs_by_hand():
+    records = _records({
+        ("A", 0): [(0.2, 0.6), (0.6, 0.2)], ("A", 1): [(0.3, 0.5), (0.5, 0.3)],
+        ("B", 0): [(0.4, 0.8), (0.6, 0.2)], ("B", 1): [(0.3, 0.5), (0.5, 0.4)],
+    })  # fmt: skip
+    pairs = pointwise_pairs(records).set_index(["a", "b"])
+    ab, ba = pairs.loc[("A", "B")], pairs.loc[("B", "A")]
+    # A dominates B at (w0, seed 0) and (w1, seed 1); equal at the two others
+    assert (ab.a_dominates, ab.b_dominates, ab.compared) == (2, 0, 4)
+    assert (ba.a_dominates, ba.b_dominates) == (0, 2)
+    # every B point is weakly dominated by an A point; half of A's by B's on each seed
+    assert ab.coverage == 1.0 and ba.coverage == 0.5
+    # gains of A over B, per seed averaged over w: f1 (0.1, 0), f2 (0.1, 0.05)
+    assert ab.gain_f1 == pytest.approx(0.05) and ab.gain_f2 == pytest.approx(0.075)
+    assert ab.gain_f1_low == pytest.approx(t_interval([0.1, 0.0]).low)
+    assert ba.gain_f2 == pytest.approx(-0.075)
+
+
+def test_coverage_and_dominance_by_hand():
+    a, b = np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.5, 0.5], [1.0, 0.0]])
+    assert coverage(a, b) == 0.5 and coverage(b, a) == 0.5
+    assert list(dominance(np.array([[0.1, 0.1], [0.2, 0.2]]), np.array([[0.2, 0.1]] * 2))) == [
+        True, False,
+    ]  # fmt: skip
+
+
+def test_ranking_orders_by_mean_with_its_uncertainty_and_best_set():
+    fronts = pd.DataFrame({
+        "seed": [0, 1, 2] * 2, "algorithm": ["A"] * 3 + ["B"] * 3, "complete": True,
+        "hypervolume": [3.0, 4.0, 5.0, 1.0, 2.0, 0.0],
+    })  # fmt: skip
+    result = ranking(fronts, "hypervolume")
+    assert result.order == ["A", "B"] and result.estimate["A"].mean == 4.0
+    assert result.p_best == {"A": 1.0, "B": 0.0} and result.rank_interval["B"] == (2, 2)
+    # d = A - B = (2, 2, 5): mean 3, se 1, 3 - t_{0.95, 2} = 3 - 2.92 > 0: B is separated
+    assert result.best == {"A"} and not result.deterministic
+    utilities = with_utilities(pd.DataFrame({"inner_product": [0.25], "tchebycheff": [0.4]}))
+    assert utilities.weighted_sum_utility[0] == 0.75 and utilities.tchebycheff_utility[0] == 0.6
+
+
+def test_all_pairs_are_antisymmetric_and_holm_adjusted_over_the_table():
+    fronts = pd.DataFrame({
+        "seed": list(range(6)) * 3, "algorithm": ["A"] * 6 + ["B"] * 6 + ["C"] * 6,
+        "complete": True,
+        "hypervolume": [5, 6, 7, 8, 9, 9.5] + [4, 5.5, 6, 7, 8.2, 9] + [1, 7, 2, 8, 3, 9],
+    })  # fmt: skip
+    pairs = all_pairs(fronts, "hypervolume", margin=0.1).set_index(["a", "b"])
+    ab, ba = pairs.loc[("A", "B")], pairs.loc[("B", "A")]
+    assert ab.difference == -ba.difference and ab.hodges_lehmann == -ba.hodges_lehmann
+    assert ab.p_sign_flip == ba.p_sign_flip == pytest.approx(2 / 64)  # six wins of six
+    raw = [pairs.loc[p].p_sign_flip for p in [("A", "B"), ("A", "C"), ("B", "C")]]
+    assert pairs.loc[("A", "C")].p_sign_flip_holm == pytest.approx(holm(raw)[1])
+
+
+def test_flags_by_hand():
+    assert never_moves(((1.0, 2.0), (1.0, 2.0)), (1.0, 2.0))
+    assert not never_moves(((1.0, 2.0), (1.0, 2.5)), (1.0, 2.5))
+    assert not never_moves(((1.0, 2.0),), (1.0, 2.0))  # a steered model: one checkpoint
+    assert not never_moves((), (1.0, 2.0))
+    records = _records({("A", 0): [(0.2, 0.6), (0.6, 0.2)], ("B", 0): [(0.3, 0.3), (0.3, 0.3)]})
+    records["trajectory_objectives"] = [
+        ((0.9, 0.9), (0.2, 0.6)), ((0.9, 0.9), (0.6, 0.2)),
+        ((0.3, 0.3), (0.3, 0.3)), ((0.3, 0.3), (0.3, 0.3)),
+    ]  # fmt: skip
+    assert still_runs(records) == {"B": (2, 2)}
+    fronts = pd.DataFrame({
+        "seed": [0, 0, 6, 6], "algorithm": ["A", "B"] * 2, "complete": True,
+        "hypervolume": [0.5, 0.0, 0.0, 0.0],
+    })  # fmt: skip
+    assert zero_seeds(fronts) == [6]
+
+
+def test_the_winner_depends_on_the_estimator_and_the_aggregate_says_so():
+    # task means: X (1, 1, 0.1) -> 0.7, Y (0.9, 0.9, 0.9) -> 0.9, Z (0.8, 0.8, 0.0);
+    # ranks: X 1, 1, 2 -> 1.33; Y 2, 2, 1 -> 1.67; Z 3: Y wins by IQM and mean, X by mean rank
+    scores = {"X": [1.0, 1.0, 0.1], "Y": [0.9, 0.9, 0.9], "Z": [0.8, 0.8, 0.0]}
+    fronts = pd.DataFrame([
+        {"table": f"t{t}", "algorithm": name, "seed": 0, "complete": True, "score": value}
+        for name, values in scores.items() for t, value in enumerate(values)
+    ])  # fmt: skip
+    result = aggregate("analytic", ["t0", "t1", "t2"], fronts)
+    assert result.mean_rank == pytest.approx({"X": 4 / 3, "Y": 5 / 3, "Z": 3.0})
+    assert result.task_mean["X"].mean == pytest.approx(0.7)
+    assert result.winners == {"IQM": "Y", "mean of task means": "Y", "mean rank": "X"}
+    assert "depends on the estimator" in result.winner_text()

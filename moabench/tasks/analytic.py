@@ -60,7 +60,7 @@ def box_minus_below(reference: float, m: int, below: float) -> float:
     point dominates, r^m - below (r >= 1: every point of [0, r]^m outside that region is
     dominated)."""
     if reference < 1:
-        raise ValueError(f"the closed form needs a reference point >= 1 (the nadir), got {reference}")
+        raise ValueError(f"the closed form needs a reference point >= 1 (the nadir): {reference}")
     return reference**m - below
 
 
