@@ -25,6 +25,8 @@ from moabench.evaluation.tables import (
     coverage_text,
     completion_command,
     flag_notes,
+    gain_header,
+    gain_rows,
     uncertainty_cells,
 )
 
@@ -253,7 +255,17 @@ def _pointwise(table: TaskTable) -> list[str]:
     for a in names:
         row = [coverage_text(cells[(a, b)]) if (a, b) in cells else "-" for b in names]
         lines.append(f"| {a} | " + " | ".join(row) + " |")
-    return lines
+    header = gain_header(table)
+    lines += [
+        "",
+        f"Against the utility leader's model ({names[0]}) at the same preference and seed: "
+        "per objective the mean gain in the normalised space (positive: better) [95% t over "
+        "seeds], and at how many (w, seed) one model dominates the other:",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    return lines + ["| " + " | ".join(cells) + " |" for cells in gain_rows(table)]
 
 
 def _standing(row: Row, table: TaskTable) -> str:

@@ -33,6 +33,8 @@ from moabench.evaluation.tables import (
     completion_command,
     coverage_text,
     flag_notes,
+    gain_header,
+    gain_rows,
     uncertainty_cells,
 )
 
@@ -433,6 +435,23 @@ def _pointwise(table: TaskTable) -> list[str]:
         )
         lines.append(f'<tr><td class="name">{e(a)}</td>{row}</tr>')
     lines.append("</tbody></table></div>")
+    header = "".join(
+        f"<th{NAME if h == 'algorithm' else ''}>{e(h)}</th>" for h in gain_header(table)
+    )
+    lines += [
+        f"<p>Against the utility leader's model ({e(names[0])}) at the same preference and "
+        "seed: per objective the mean gain in the normalised space (positive: better) [95% t "
+        "over seeds], and at how many (w, seed) one model dominates the other:</p>",
+        f'<div class="scroll"><table data-gains="{e(table.label)}"><thead><tr>{header}</tr>'
+        "</thead><tbody>",
+        *(
+            f'<tr><td class="name">{e(cells[0])}</td>'
+            + "".join(f"<td>{e(cell)}</td>" for cell in cells[1:])
+            + "</tr>"
+            for cells in gain_rows(table)
+        ),
+        "</tbody></table></div>",
+    ]
     return lines
 
 

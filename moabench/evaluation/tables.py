@@ -161,6 +161,35 @@ def coverage_text(pair) -> str:
     return f"{pair.coverage:.2f} ({pair.a_dominates / pair.compared:.0%})"
 
 
+def gain_rows(table: TaskTable) -> list[list[str]]:
+    """Language tables: per algorithm, its models against the utility leader's at the same
+    (w, seed) (`pointwise`): per objective the mean gain [95% t] (positive: better than the
+    leader's), then at how many (w, seed) it dominates the leader's model and is dominated by
+    it; [] for an analytic table or one algorithm. Header: `gain_header`."""
+    leader = table.rankings["weighted_sum_utility"].order[:1]
+    if table.paradigm == "analytic" or table.pointwise.empty or not leader:
+        return []
+    against = table.pointwise[table.pointwise["b"] == leader[0]].set_index("a")
+    rows = []
+    for name in table.rankings["weighted_sum_utility"].order[1:]:
+        pair = against.loc[name]
+        gains = [
+            format(Interval(pair[f"gain_{o}"], pair[f"gain_{o}_low"], pair[f"gain_{o}_high"], 0))
+            for o in table.space.names
+        ]
+        counts = [f"{pair.a_dominates}/{pair.compared}", f"{pair.b_dominates}/{pair.compared}"]
+        rows.append([name, *gains, *counts])
+    return rows
+
+
+def gain_header(table: TaskTable) -> list[str]:
+    """The header of `gain_rows`."""
+    return [
+        "algorithm", *(f"Δ{name} [95% t]" for name in table.space.names),
+        "dominates the leader's", "dominated by it",
+    ]  # fmt: skip
+
+
 #: Headers of `comparison_cells` and `uncertainty_cells`.
 COMPARISON_HEADER = (
     "vs leader: ΔHV [95% paired t]", "HL Δ", "p Holm", "p Holm (t)", "tie",
