@@ -343,3 +343,28 @@ def test_cost_columns_by_hand(tmp_path):
         assert table_row.summary["wall_time"].mean == pytest.approx(
             sum(r.cost.wall_time_s for r in ours)
         )
+
+
+def test_a_table_whose_seeds_add_no_variance_is_flagged_and_gives_no_p_value(tmp_path):
+    """Every seed gives the same fronts: the differences are exact, so the page says so and
+    shows no p-value; the utility ranking and the flags appear beside the HV ranking."""
+    results = tmp_path / "results"
+    for seed in (0, 1, 2):
+        # ls's points follow the preference: w = (0, 1) weighs f2, and gets f2 = 0
+        write_front(results, "ls", seed, [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+        write_front(results, "mgda", seed, [[0.5, 0.5]] * 3)
+        # the same points against the preference: the same front and HV, the worst utility
+        write_front(results, "upgrad", seed, [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    (table,) = build(results, tmp_path / "board", plots=False).tables
+    assert table.deterministic and row(table, "mgda").comparison.test.exact
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "**Flags.** Deterministic: seeds add no variance" in text
+    assert "| exact | exact |" in text.split("| 3 | mgda |")[1].split("\n")[0]
+    # U_ws = 1 - w·f at each point's own w: ls 1, 0.5, 1; mgda 0.5 everywhere; upgrad 0, 0.5, 0
+    utility = table.rankings["weighted_sum_utility"]
+    assert utility.order == ["ls", "mgda", "upgrad"]
+    assert utility.estimate["ls"].mean == pytest.approx(1 - 0.5 / 3)
+    assert utility.estimate["mgda"].mean == pytest.approx(0.5)
+    assert utility.estimate["upgrad"].mean == pytest.approx(0.5 / 3)
+    assert row(table, "upgrad").summary["hypervolume"] == row(table, "ls").summary["hypervolume"]
+    assert "By utility. Which algorithm gives a user the best model" in text

@@ -9,7 +9,8 @@ from scipy import stats as scipy_stats
 
 from moabench.evaluation.aggregates import aggregate
 from moabench.evaluation.flags import never_moves, still_runs, zero_seeds
-from moabench.evaluation.metrics import cardinality, tchebycheff
+from moabench.evaluation.frame import reference_of
+from moabench.evaluation.metrics import cardinality, hypervolume, tchebycheff
 from moabench.evaluation.pointwise import coverage, dominance, pointwise_pairs
 from moabench.evaluation.rankings import all_pairs, ranking, with_utilities
 from moabench.evaluation.stats import (
@@ -241,3 +242,17 @@ def test_the_winner_depends_on_the_estimator_and_the_aggregate_says_so():
     assert result.task_mean["X"].mean == pytest.approx(0.7)
     assert result.winners == {"IQM": "Y", "mean of task means": "Y", "mean rank": "X"}
     assert "depends on the estimator" in result.winner_text()
+
+
+def test_an_analytic_table_takes_its_reference_hv_from_the_closed_form():
+    table = pd.DataFrame([{
+        "task": "dtlz2", "task_params": "{}", "objective_names": ("f1", "f2", "f3"),
+        "maximize": (False,) * 3, "ideal": (0.0,) * 3, "nadir": (1.0,) * 3,
+        "complete": True, "status": "ok", "objectives": (1.0, 0.0, 0.0),
+    }])  # fmt: skip
+    exact = reference_of(table)
+    assert exact.kind == "exact" and exact.hypervolume == pytest.approx(1.331 - math.pi / 6)
+    assert exact.hypervolume > hypervolume(exact.points)  # the 325-point sample falls short
+    # a caller's own reference front: its points' HV, no closed form
+    own = reference_of(table, lambda task, params: np.array([[1.0, 0.0, 0.0]]))
+    assert own.closed_form is None and own.hypervolume == pytest.approx(hypervolume(own.points))
