@@ -1,10 +1,13 @@
 """The standings as Markdown: `LEADERBOARD.md`, fixed number formatting and no wall-clock data,
 so the same records give the same bytes.
 
-The across-task aggregates first (IQM, probability of improvement, plots), then one section per
-task table: the standings (HV, the paired comparison with the leader, ties), the other metrics
-(descriptive), partial fronts, the front plots and the failed runs; how to read it last. An empty
-table says why and what to run to fill it, and only the figures drawn are linked.
+The across-task aggregates first (IQM beside the mean of task means and the mean rank, who wins
+by each, probability of improvement, plots), then one section per task table: its flags, the
+ranking by HV (with P(best), rank intervals, the best set, the paired comparison with the leader,
+ties), the ranking by utility, on language tables the models compared at the same preference,
+the other metrics (descriptive), partial fronts, the front plots and the failed runs; how to
+read it last. An empty table says why and what to run to fill it, and only the figures drawn are
+linked.
 """
 
 from __future__ import annotations

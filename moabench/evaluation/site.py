@@ -2,10 +2,11 @@
 (inline CSS and JavaScript, no server, nothing fetched) that shows the plots from
 `leaderboard/plots/`.
 
-Results first: the across-task aggregates (IQM, probability of improvement, their plot), then per
-task the standings (sortable by any column: click a header), cells "mean [95% interval]", each
-algorithm's full configuration on demand; the other metrics; partial fronts; the front plots; and
-the failed runs with their reasons. How to read it is one click away (collapsed on top). An empty
+Results first: the across-task aggregates (IQM, mean of task means, mean rank, probability of
+improvement, their plot), then per task its flags, the rankings by HV and by utility (sortable by
+any column: click a header), cells "mean [95% interval]", each algorithm's full configuration on
+demand; on language tables the models compared at the same preference; the other metrics;
+partial fronts; the front plots; and the failed runs with their reasons. How to read it is one click away (collapsed on top). An empty
 table says why and what to run to fill it; only the figures drawn are shown.
 """
 
