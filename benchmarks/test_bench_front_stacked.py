@@ -40,12 +40,15 @@ def front_models(k: int):
 def stacked_weights(models) -> dict[str, torch.Tensor]:
     """Each parameter of the K models stacked along a new first dimension, as a leaf."""
     named = [dict(model.named_parameters()) for model in models]
-    return {name: torch.stack([p[name].detach() for p in named]).requires_grad_() for name in named[0]}
+    return {
+        name: torch.stack([p[name].detach() for p in named]).requires_grad_() for name in named[0]
+    }
 
 
 def layer_norm(h: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float):
     """LayerNorm of (K, B, T, E) with the K models' own affine weights (K, E)."""
-    return F.layer_norm(h, h.shape[-1:], None, None, eps) * weight[:, None, None] + bias[:, None, None]
+    normalized = F.layer_norm(h, h.shape[-1:], None, None, eps)
+    return normalized * weight[:, None, None] + bias[:, None, None]
 
 
 def conv1d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -43,7 +43,8 @@ def test_front_jobs_hold_one_front_each_in_the_plan_s_order():
     plan = zdt1_plan([0, 1])  # preference-major: (w0, s0), (w0, s1), (w1, s0), ...
     jobs = front_jobs(plan, workers=1)
     assert [[c.seed for c in job] for job in jobs] == [[0, 0, 0], [1, 1, 1]]
-    assert [[c.preference for c in job] for job in jobs] == [[[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]] * 2
+    points = [[0.0, 1.0], [0.5, 0.5], [1.0, 0.0]]
+    assert [[c.preference for c in job] for job in jobs] == [points, points]
     assert all(len({front_key(c) for c in job}) == 1 for job in jobs)
     assert front_jobs(plan, workers=2) == jobs  # two fronts: one each
 
