@@ -58,13 +58,36 @@ def make_batch(
     return right_padded(rows, tokenizer.pad_token_id)
 
 
+#: From this vocabulary size on, logits are computed only at the positions that predict a response
+#: token (transformers' `logits_to_keep`): at Qwen3's 152k words a 1,024-token prompt's logits
+#: are 0.3 GB per sequence in bfloat16, and float32 copies of them in the loss. Below it (the
+#: tiny scale's hundred words) every position's are: they cost nothing there, and dropping them
+#: moves lm_head's gradient by float rounding (its sum over positions is blocked differently),
+#: which would change the committed tiny records.
+RESPONSE_LOGITS_ONLY_FROM_VOCABULARY = 4096
+
+
 def token_log_probs(model: PreTrainedModel, batch: Batch) -> torch.Tensor:
     """log pi(token_t | tokens_<t) for t >= 1, shape (batch, length - 1), in float32 at least;
-    weigh by `batch.response_mask[:, 1:]` to keep the response tokens."""
+    weigh by `batch.response_mask[:, 1:]` to keep the response tokens (at a large vocabulary the
+    positions before the batch's first response token are 0: their logits are not computed)."""
+    length = batch.input_ids.shape[1]
+    kept = length - first_response_position(batch) + 1  # from the position predicting it
+    sliced = model.config.vocab_size >= RESPONSE_LOGITS_ONLY_FROM_VOCABULARY and kept < length
     logits = model(
-        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False
+        input_ids=batch.input_ids, attention_mask=batch.attention_mask, use_cache=False,
+        **({"logits_to_keep": kept} if sliced else {}),
     ).logits  # no key-value cache: none is needed, and checkpointed layers must not fill one
-    return NextTokenLogProbs.apply(logits, batch.input_ids)[0]
+    if not sliced:
+        return NextTokenLogProbs.apply(logits, batch.input_ids)[0]
+    log_probs = NextTokenLogProbs.apply(logits, batch.input_ids[:, length - kept :])[0]
+    return torch.nn.functional.pad(log_probs, (length - kept, 0))
+
+
+def first_response_position(batch: Batch) -> int:
+    """The first position holding a response token in any row (the length when there is none)."""
+    scored = batch.response_mask.bool().any(dim=0)
+    return int(scored.int().argmax()) if bool(scored.any()) else batch.input_ids.shape[1]
 
 
 #: the float32 working memory of the log-probabilities, forward and backward: rows are taken
