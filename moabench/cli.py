@@ -788,15 +788,27 @@ def leaderboard(
             "15 for three); only complete fronts are ranked",
         ),
     ] = None,
+    freeze_references: Annotated[
+        bool,
+        typer.Option(
+            "--freeze-references",
+            help="first write OUT/references.json: per table without an exact front, the union "
+            "of these records' complete fronts, pinned as its reference from then on (every "
+            "score of such a table moves once, now)",
+        ),
+    ] = False,
 ) -> None:
     """Rank algorithms per task from the run records; write LEADERBOARD.md, CSV files, the web
-    page and plots."""
+    page and plots. Tables without an exact front are scored against the reference sets pinned
+    in OUT/references.json where it has them, else against the union of their records' fronts."""
     from moabench.evaluation.leaderboard import build_leaderboard, check_leaderboard  # pandas
 
     with user_errors():
         if not results_dir.is_dir():
             raise UsageError(f"--results-dir {results_dir}: no such folder")
         out = results_dir / "leaderboard" if out is None else out
+        if check and freeze_references:
+            raise UsageError("--check compares, --freeze-references writes: give one of them")
         if check:
             checked = check_leaderboard(results_dir, out, partitions=partitions)
             _report_skipped(checked.skipped)
@@ -815,7 +827,9 @@ def leaderboard(
                 soft_wrap=True,
             )
             return
-        result = build_leaderboard(results_dir, out, partitions=partitions)
+        result = build_leaderboard(
+            results_dir, out, partitions=partitions, freeze_references=freeze_references
+        )
     _report_skipped(result.skipped)
     plots = f", the plots in {out / 'plots'}" if (out / "plots").is_dir() else ""
     console.print(

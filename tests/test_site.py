@@ -67,7 +67,7 @@ def test_the_page_has_the_aggregates_a_table_per_task_and_its_plots(board):
     collector = Collector()
     collector.feed(page.read_text())
     assert collector.tables == [
-        "data-aggregate=analytic", "improvement",
+        "data-aggregate=analytic", "improvement", "power",
         "data-task=fonseca", "data-utility=fonseca", "data-metrics=fonseca",
         "data-costs=fonseca", "data-task=zdt1", "data-utility=zdt1", "data-metrics=zdt1",
         "data-costs=zdt1", None,  # zdt1's partial fronts

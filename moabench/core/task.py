@@ -98,6 +98,11 @@ class Task(Registrable):
     Params: ClassVar[type[BaseModel]]
     #: Seeds 0..n-1 of the standard suite (the committed standings) for this task.
     standard_seeds: ClassVar[int] = 5
+    #: Seeds 0..n-1 per paradigm that the next full re-run takes: the counts at which the
+    #: leaderboard's sign-flip test detects a 5% HV difference between top methods with 80%
+    #: power (README, "Seeds from a power analysis"; `moabench.evaluation.power`). Not the
+    #: sweep's default yet: the committed records have `standard_seeds`.
+    power_seeds: ClassVar[dict[str, int]] = {"preference": 19, "online": 13}
 
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")

@@ -16,30 +16,36 @@
   with its interval) and the mean rank;
 - `improvement.csv`: one row per (aggregate, X, Y): P(X > Y) and its interval;
 - `profiles.csv`: one row per (aggregate, algorithm, tau): the fraction of runs above tau and its
-  band.
+  band;
+- `power.csv`: one row per (aggregate, difference to detect): the seeds each paired test needs
+  (`power.power_analysis`).
 
 Numbers are written with 8 significant digits, so the same records give the same bytes.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import pandas as pd
 
 from moabench.evaluation.aggregates import Aggregate
+from moabench.evaluation.power import PowerRow
 from moabench.evaluation.stats import Interval
 from moabench.evaluation.rankings import Ranking
 from moabench.evaluation.tables import COLUMNS, Standings, TaskTable
 
 CSV_FILES = [
     "standings.csv", "fronts.csv", "pairs.csv", "pointwise.csv", "aggregates.csv",
-    "improvement.csv", "profiles.csv",
+    "improvement.csv", "profiles.csv", "power.csv",
 ]  # fmt: skip
 FLOAT_FORMAT = "%.8g"
 
 
-def write_csvs(standings: Standings, aggregates: list[Aggregate], out_dir: Path) -> None:
+def write_csvs(
+    standings: Standings, aggregates: list[Aggregate], power: list[PowerRow], out_dir: Path
+) -> None:
     """Write `CSV_FILES` into `out_dir`."""
     frames = {
         "standings.csv": standings_frame(standings.tables),
@@ -49,6 +55,9 @@ def write_csvs(standings: Standings, aggregates: list[Aggregate], out_dir: Path)
         "aggregates.csv": aggregates_frame(aggregates),
         "improvement.csv": improvement_frame(aggregates),
         "profiles.csv": profiles_frame(aggregates),
+        "power.csv": pd.DataFrame(
+            [asdict(row) for row in power], columns=[f.name for f in fields(PowerRow)]
+        ),
     }
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     for name in CSV_FILES:

@@ -91,7 +91,8 @@ FRONT_COLUMNS = {
     "missing": "grid preferences without a record",
     "failed": "failed runs in the front (their points are missing from it)",
     "off_grid": "records of this algorithm and seed at preferences off the grid (in no front)",
-    "reference": '"exact" (the task\'s known front) or "union" (of every complete front\'s points)',
+    "reference": '"exact" (the task\'s known front), "pinned" (frozen from earlier records) or '
+    '"union" (of every complete front\'s points)',
     "reference_hypervolume": "hypervolume of the reference front",
 }
 
@@ -302,11 +303,21 @@ def mark_fronts(records: pd.DataFrame, partitions: int | None = None) -> pd.Data
 
 
 @dataclass(frozen=True)
+class PinnedReference:
+    """A reference set frozen from earlier records (`references`): raw points and where they
+    came from."""
+
+    raw: np.ndarray  # (n, m), raw units
+    provenance: str
+
+
+@dataclass(frozen=True)
 class Reference:
-    """A table's reference front: "exact" (the task's known front) or "union" (the
-    non-dominated points of every complete front in the table, all seeds). Its hypervolume is
-    the task's closed form where it has one (`closed_form`), else that of `points` (a sample of
-    the front falls short of the whole front's: 4% on DTLZ2 with 325 points)."""
+    """A table's reference front: "exact" (the task's known front), "pinned" (a reference set
+    frozen from earlier records, `PinnedReference`) or "union" (the non-dominated points of
+    every complete front in the table, all seeds). Its hypervolume is the task's closed form
+    where it has one (`closed_form`), else that of `points` (a sample of the front falls short
+    of the whole front's: 4% on DTLZ2 with 325 points)."""
 
     kind: str
     points: np.ndarray  # normalised minimisation space, (n, m); empty when there is none
@@ -322,9 +333,12 @@ class Reference:
 
 
 def reference_of(
-    table: pd.DataFrame, reference_front: ReferenceFront = default_reference_front
+    table: pd.DataFrame,
+    reference_front: ReferenceFront = default_reference_front,
+    pinned: PinnedReference | None = None,
 ) -> Reference:
-    """The reference front of one table's marked records (`mark_fronts`)."""
+    """The reference front of one table's marked records (`mark_fronts`): the exact front
+    where the task has one, else `pinned` where given, else the union of its complete fronts."""
     first = table.iloc[0]
     space = space_of(first)
     exact = reference_front(first["task"], json.loads(first["task_params"]))
@@ -339,6 +353,17 @@ def reference_of(
         return Reference(
             "exact", space.normalize(exact), exact,
             f"the exact front, {len(exact)} points" + (f" ({doc})" if doc else ""), closed_form,
+        )  # fmt: skip
+    if pinned is not None:
+        if pinned.raw.shape[1:] != (space.n_objectives,):
+            raise ConfigError(
+                f"the pinned reference set of table {first['table']!r} has points of "
+                f"{pinned.raw.shape[1:]} objectives, its records {space.n_objectives}: refreeze it "
+                "(moabench leaderboard --freeze-references)"
+            )
+        return Reference(
+            "pinned", nondominated(space.normalize(pinned.raw)), pinned.raw,
+            f"the pinned reference set, {len(pinned.raw)} points, {pinned.provenance}",
         )  # fmt: skip
     ranked = table[table["complete"] & (table["status"] == "ok")]
     raw = np.asarray(list(ranked["objectives"]), dtype=np.float64).reshape(-1, space.n_objectives)

@@ -24,6 +24,8 @@ from moabench.evaluation.aggregates import Aggregate, aggregates
 from moabench.evaluation.exports import CSV_FILES, write_csvs
 from moabench.evaluation.frame import ReferenceFront, default_reference_front, read_results
 from moabench.evaluation.markdown import render_markdown
+from moabench.evaluation.power import power_analysis
+from moabench.evaluation.references import freeze, read_references, write_references
 from moabench.evaluation.site import write_site
 from moabench.evaluation.tables import Standings, TaskTable, standings
 
@@ -41,31 +43,44 @@ def build_leaderboard(
     reference_front: ReferenceFront = default_reference_front,
     plots: bool = True,
     partitions: int | None = None,
+    references: Path | None = None,
+    freeze_references: bool = False,
 ) -> LeaderboardResult:
     """Read every record under `results_dir`; write `out_dir/LEADERBOARD.md`, the CSV files
     beside it, the web page `out_dir/site/index.html` and the plots `out_dir/plots/`, listed in
     `out_dir/.moabench-outputs.json`: a plot of that list that nothing draws any more is removed,
     and a file moabench did not write is never touched. A complete front covers the
-    simplex lattice of `partitions` (default: the standard grid of `moabench sweep`)."""
+    simplex lattice of `partitions` (default: the standard grid of `moabench sweep`). Tables
+    without an exact front take their pinned reference sets from `references` (default
+    `out_dir/references.json`, where there is one), which `freeze_references` first writes from
+    these records (`references.freeze`)."""
     records, skipped = read_results(results_dir)
     if records.empty:
         raise ConfigError(_no_records(Path(results_dir), skipped))
-    board = standings(records, reference_front, partitions)
+    references = Path(out_dir) / REFERENCES if references is None else Path(references)
+    if freeze_references:
+        write_references(references, freeze(records, reference_front, partitions))
+    board = standings(records, reference_front, partitions, read_references(references))
     groups = aggregates(board)
+    power = power_analysis(board.tables, board.fronts)
     out_dir = Path(out_dir)
     if plots:
         _draw(board, groups, out_dir)
     figures = _figures(board.tables, groups)
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "LEADERBOARD.md").write_text(
-        render_markdown(board.tables, groups, CSV_FILES, figures)
+        render_markdown(board.tables, groups, CSV_FILES, figures, power)
     )
-    write_csvs(board, groups, out_dir)
-    write_site(board.tables, groups, out_dir, CSV_FILES, figures)
+    write_csvs(board, groups, power, out_dir)
+    write_site(board.tables, groups, out_dir, CSV_FILES, figures, power)
     drawn = _drawn_plots(board.tables, groups) if plots else None
     _list_outputs(out_dir, set(GENERATED_FILES), drawn)
     return LeaderboardResult(board.tables, groups, skipped)
 
+
+#: The pinned reference sets in the output folder (`references`): read, and written only when
+#: asked to freeze them.
+REFERENCES = "references.json"
 
 #: The list, in the output folder, of the files the leaderboard wrote there: the only files it
 #: ever removes (a plot nothing draws any more), so that a user's own files in it are safe.
@@ -211,16 +226,17 @@ def check_leaderboard(
     reference_front: ReferenceFront = default_reference_front,
     partitions: int | None = None,
 ) -> LeaderboardCheck:
-    """Regenerate into a temporary folder and compare with `committed_dir`: diff lines of
-    LEADERBOARD.md, the CSV files and the web page, and the plots that are missing or that
-    nothing draws. Plot pixels are not compared (they depend on matplotlib's version and
-    fonts)."""
+    """Regenerate into a temporary folder (with the pinned reference sets of `committed_dir`)
+    and compare with `committed_dir`: diff lines of LEADERBOARD.md, the CSV files and the web
+    page, and the plots that are missing or that nothing draws. Plot pixels are not compared
+    (they depend on matplotlib's version and fonts)."""
     committed_dir = Path(committed_dir)
     differences: list[str] = []
     with tempfile.TemporaryDirectory() as scratch:
         result = build_leaderboard(
-            results_dir, Path(scratch), reference_front, plots=False, partitions=partitions
-        )
+            results_dir, Path(scratch), reference_front, plots=False, partitions=partitions,
+            references=committed_dir / REFERENCES,
+        )  # fmt: skip
         for name in GENERATED_FILES:
             committed = committed_dir / name
             old = committed.read_text() if committed.exists() else ""

@@ -16,6 +16,8 @@ from moabench.core.preferences import preference_text
 from moabench.evaluation import aggregates as aggregates_module
 from moabench.evaluation import tables as tables_module
 from moabench.evaluation.aggregates import Aggregate
+from moabench.evaluation.power import LEGEND as POWER_LEGEND
+from moabench.evaluation.power import POWER_HEADER, PowerRow, power_cells
 from moabench.evaluation.rankings import QUESTIONS, UTILITIES
 from moabench.evaluation.tables import (
     COLUMNS,
@@ -51,9 +53,10 @@ def render_markdown(
     aggregates: list[Aggregate],
     csv_files: list[str],
     figures: set[str],
+    power: list[PowerRow],
 ) -> str:
     """LEADERBOARD.md; `csv_files` are the CSV files written beside it, `figures` the PNG paths
-    of the plots drawn (each with its PDF beside it)."""
+    of the plots drawn (each with its PDF beside it), `power` the power analysis."""
     files = ", ".join(f"[{name}]({name})" for name in csv_files)
     lines = [
         "# moabench leaderboard",
@@ -66,6 +69,7 @@ def render_markdown(
     ]
     for aggregate in aggregates:
         lines += _render_aggregate(aggregate, tables, figures)
+    lines += _power(power)
     for table in tables:
         lines += _render_table(table, figures)
     lines += [
@@ -80,6 +84,17 @@ def render_markdown(
         *(f"- {paragraph}" for paragraph in aggregates_module.LEGEND),
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _power(power: list[PowerRow]) -> list[str]:
+    """The power analysis section (nothing without any paired differences)."""
+    if not power:
+        return []
+    return [
+        "## Seeds from a power analysis", "", *POWER_LEGEND, "",
+        "| " + " | ".join(POWER_HEADER) + " |", "|" + "---|" * len(POWER_HEADER),
+        *("| " + " | ".join(power_cells(row)) + " |" for row in power), "",
+    ]  # fmt: skip
 
 
 def _figure(path: str, alt: str, figures: set[str]) -> list[str]:

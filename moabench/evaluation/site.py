@@ -21,6 +21,8 @@ from moabench.core.preferences import preference_text
 from moabench.evaluation import aggregates as aggregates_module
 from moabench.evaluation import tables as tables_module
 from moabench.evaluation.aggregates import Aggregate
+from moabench.evaluation.power import LEGEND as POWER_LEGEND
+from moabench.evaluation.power import POWER_HEADER, PowerRow, power_cells
 from moabench.evaluation.rankings import QUESTIONS, UTILITIES, Ranking
 from moabench.evaluation.stats import Interval
 from moabench.evaluation.tables import (
@@ -114,17 +116,23 @@ def write_site(
     out_dir: Path,
     csv_files: list[str],
     figures: set[str],
+    power: list[PowerRow],
 ) -> Path:
     """Write `out_dir/site/index.html`; plots are referenced from `out_dir/plots/` (`figures`:
-    the PNG paths drawn, each with its PDF), and the CSV files from `out_dir`."""
+    the PNG paths drawn, each with its PDF), and the CSV files from `out_dir`; `power`: the
+    power analysis."""
     path = Path(out_dir) / "site" / "index.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render_site(tables, aggregates, csv_files, figures))
+    path.write_text(render_site(tables, aggregates, csv_files, figures, power))
     return path
 
 
 def render_site(
-    tables: list[TaskTable], aggregates: list[Aggregate], csv_files: list[str], figures: set[str]
+    tables: list[TaskTable],
+    aggregates: list[Aggregate],
+    csv_files: list[str],
+    figures: set[str],
+    power: list[PowerRow],
 ) -> str:
     e = html.escape
     files = ", ".join(f'<a href="../{e(name)}">{e(name)}</a>' for name in csv_files)
@@ -133,6 +141,7 @@ def render_site(
             f'<a href="#aggregate-{i}">across tasks: {e(a.group)}</a>'
             for i, a in enumerate(aggregates)
         ]
+        + (['<a href="#power">seeds from a power analysis</a>'] if power else [])
         + [f'<a href="#task-{i}">{e(t.label)}</a>' for i, t in enumerate(tables)]
     )
     parts = [
@@ -153,9 +162,26 @@ def render_site(
         "</ul></details>",
     ]
     parts += [_aggregate_section(a, i, tables, figures) for i, a in enumerate(aggregates)]
+    parts += _power_section(power)
     parts += [_task_section(table, i, figures) for i, table in enumerate(tables)]
     parts += [f"<script>{SCRIPT}</script>", "</body></html>"]
     return "\n".join(parts) + "\n"
+
+
+def _power_section(power: list[PowerRow]) -> list[str]:
+    """The power analysis: its legend and one row per aggregate and difference."""
+    if not power:
+        return []
+    e = html.escape
+    return [
+        '<h2 id="power">Seeds from a power analysis</h2>',
+        *(f"<p>{e(paragraph)}</p>" for paragraph in POWER_LEGEND),
+        '<table class="power"><thead><tr>' + "".join(f"<th>{e(h)}</th>" for h in POWER_HEADER),
+        "</tr></thead><tbody>",
+        *("<tr>" + "".join(f"<td>{e(c)}</td>" for c in power_cells(row)) + "</tr>"
+          for row in power),
+        "</tbody></table>",
+    ]
 
 
 def _cell(interval: Interval, spec: str = ".4g") -> str:

@@ -177,12 +177,26 @@ def sign_flip_test(differences: Sequence[float] | np.ndarray) -> float:
     d = _finite(differences)
     if len(d) < 2:
         return math.nan
-    signed = np.sign(d) * stats.rankdata(np.abs(d))
-    observed, flipped = signed.sum(), _sign_flips(len(d)) @ signed
-    tolerance = 1e-9 * max(1.0, abs(observed))  # equal sums up to rounding count as reached
-    below = np.mean(flipped <= observed + tolerance)
-    above = np.mean(flipped >= observed - tolerance)
-    return float(min(1.0, 2 * min(below, above)))
+    return float(sign_flip_tests(d[None, :])[0])
+
+
+def sign_flip_tests(differences: np.ndarray) -> np.ndarray:
+    """`sign_flip_test` of every row of `differences` (s samples x n >= 2 differences, no nan)
+    at once: shape (s,)."""
+    d = np.asarray(differences, dtype=np.float64)
+    signed = np.sign(d) * stats.rankdata(np.abs(d), axis=1)
+    observed, flips = signed.sum(axis=1), _sign_flips(d.shape[1])
+    p = np.empty(len(d))
+    rows = max(1, 2**22 // len(flips))  # about 32 MB of flipped sums at a time
+    for start in range(0, len(d), rows):
+        part = slice(start, start + rows)
+        flipped = signed[part] @ flips.T
+        reached = observed[part, None]
+        tolerance = 1e-9 * np.maximum(1.0, np.abs(reached))  # equal sums up to rounding count
+        below = np.mean(flipped <= reached + tolerance, axis=1)
+        above = np.mean(flipped >= reached - tolerance, axis=1)
+        p[part] = np.minimum(1.0, 2 * np.minimum(below, above))
+    return p
 
 
 def equivalence_test(differences: Sequence[float] | np.ndarray, margin: float) -> float:

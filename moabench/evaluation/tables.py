@@ -36,6 +36,7 @@ import pandas as pd
 from moabench.core.algorithm import Paradigm, algorithms
 from moabench.core.task import ObjectiveSpace
 from moabench.evaluation.frame import (
+    PinnedReference,
     Reference,
     ReferenceFront,
     changed_algorithm_params,
@@ -272,9 +273,14 @@ LEGEND = (
     "row's model dominates the column's. pointwise.csv adds per objective the mean difference "
     "at the same (w, seed) with its 95% t interval over seeds.",
     "Reference front: the task's exact front where it has one (its sampling is stated per table; "
-    "its HV from the task's closed form where there is one: ZDT1, ZDT2, DTLZ2, Fonseca-Fleming), "
-    "else the union of every algorithm's complete fronts. IGD, IGD+ and GD are measured against "
-    "it, and HV / reference HV is the score that the across-task aggregates compare.",
+    "its HV from the task's closed form where there is one: ZDT1, ZDT2, DTLZ2, Fonseca-Fleming). "
+    "Else the reference set pinned in references.json (moabench leaderboard "
+    "--freeze-references): the union of every algorithm's complete fronts in the records named "
+    "per table, frozen, so that adding an algorithm moves no other algorithm's score; a front "
+    "beyond it scores HV / reference HV above 1. Else (a table not frozen yet) the union of "
+    "every algorithm's complete fronts, which moves when an algorithm is added. IGD, IGD+ and "
+    "GD are measured against it, and HV / reference HV is the score that the across-task "
+    "aggregates compare.",
     "cardinality: the number of distinct non-dominated points of a front, points within 1e-6 "
     "of each other in every normalised objective counting once. Sparsity (PGMORL) and "
     "spacing (Schott) describe a front's shape and are never used to rank: an algorithm that "
@@ -355,11 +361,17 @@ def standings(
     records: pd.DataFrame,
     reference_front: ReferenceFront = default_reference_front,
     partitions: int | None = None,
+    pinned: dict[str, PinnedReference] | None = None,
 ) -> Standings:
-    """Fronts and per-task tables of `records` (`frame.load_results`), tables in label order."""
+    """Fronts and per-task tables of `records` (`frame.load_results`), tables in label order;
+    `pinned`: reference sets by table label, for tables without an exact front."""
     marked = mark_fronts(records, partitions)
     groups = dict(list(marked.groupby("table", sort=True)))
-    references = {label: reference_of(group, reference_front) for label, group in groups.items()}
+    pinned = pinned or {}
+    references = {
+        label: reference_of(group, reference_front, pinned.get(label))
+        for label, group in groups.items()
+    }
     per_front = front_frame(marked, references)
     tables = [
         task_table(group, per_front[per_front["table"] == label], references[label])
