@@ -3,7 +3,9 @@
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
+from test_leaderboard import build, write_front
 
 from moabench.evaluation import power
 from moabench.evaluation.power import (
@@ -86,3 +88,31 @@ def test_pooled_residuals_by_hand():
     )
     assert list(residuals) == [-1.0, 1.0, -0.75, -0.75, 2.25] and sd_about_means == sd
     assert math.isnan(pooled_residuals([])[1])
+
+
+def test_the_leaderboard_pools_the_top_three_per_paradigm(tmp_path):
+    """Three algorithms' fronts of one point (a, 0), HV 1.1 (1.1 - a), on 8 seeds; a fourth,
+    worst one is not among the top three. The union reference is the best point (0, 0): HV
+    1.21, so each score is (1.1 - a) / 1.1."""
+    results = tmp_path / "results"
+    shifts = {
+        "a": np.zeros(8),
+        "b": np.array([0.01, 0.03, 0.0, 0.02, 0.01, 0.04, 0.0, 0.02]),
+        "c": np.array([0.05, 0.02, 0.06, 0.03, 0.0, 0.05, 0.04, 0.06]),
+        "d": np.full(8, 0.5),
+    }
+    for name, shift in shifts.items():
+        for seed, a in enumerate(shift):
+            write_front(results, name, seed, [[a, 0.0]] * 3)
+    build(results, tmp_path / "board", plots=False)
+    rows = pd.read_csv(tmp_path / "board" / "power.csv")
+    assert list(rows["effect"]) == list(power.EFFECTS) and set(rows["group"]) == {"analytic"}
+    score = {name: (1.1 - shift) / 1.1 for name, shift in shifts.items()}
+    sets = [score["a"] - score["b"], score["a"] - score["c"], score["b"] - score["c"]]
+    sd = pooled_residuals(sets)[1]
+    assert rows["sd"].tolist() == pytest.approx([sd, sd], rel=1e-6)
+    assert rows["pairs"].tolist() == [3, 3] and rows["seeds"].tolist() == [8, 8]
+    t_seeds = [seeds_needed(lambda n, e=e: t_power(e, sd, n)) for e in power.EFFECTS]
+    assert rows["t_seeds"].tolist() == t_seeds
+    text = (tmp_path / "board" / "LEADERBOARD.md").read_text()
+    assert "## Seeds from a power analysis" in text and "| analytic | 5% of ref. HV | 1 | 3 |" in text

@@ -2,8 +2,8 @@
 NeurIPS 2021), computed from the fronts of `frame.fronts`.
 
 A front's score is its hypervolume divided by the hypervolume of its table's reference front (the
-exact front where the task has one, else the union of every complete front), so 1 is the
-reference and tasks share a scale. Tables are aggregated by paradigm, since the algorithms that
+exact front where the task has one, else the pinned reference set, else the union of every
+complete front), so 1 is the reference and tasks share a scale. Tables are aggregated by paradigm, since the algorithms that
 run differ between paradigms and the three kinds of task are not alike: one aggregate for the
 analytic tasks, one for the language tasks trained from preference pairs (DPO), one for those
 trained online (RL); tables with non-default task parameters (another scale, say) or run on a GPU

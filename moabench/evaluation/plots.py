@@ -1,10 +1,10 @@
 """The leaderboard's figures, in raw objective units, from complete fronts only.
 
 - `plot_overlay`: per task, every algorithm's front on one set of axes, over the reference front
-  (the exact one, or the union of every complete front) in grey. An algorithm's front is that of
-  its median seed by hypervolume (the lower middle one for an even number of seeds): its
-  non-dominated points, with the staircase that bounds what they dominate for two objectives.
-  Which front dominates where can be read off one picture.
+  (the exact one, the pinned set, or the union of every complete front) in grey. An algorithm's
+  front is that of its median seed by hypervolume (the lower middle one for an even number of
+  seeds): its non-dominated points, with the staircase that bounds what they dominate for two
+  objectives. Which front dominates where can be read off one picture.
 - `plot_fronts`: small multiples, one panel per algorithm on shared axes: every seed's final
   points, coloured by preference, filled where non-dominated within their seed's front and
   hollow where dominated; partial fronts (not ranked) in panels of their own, titled so.
