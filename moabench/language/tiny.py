@@ -185,7 +185,10 @@ def loaded_reference(path: Path) -> PreTrainedModel:
     if key not in _REFERENCES:
         while len(_REFERENCES) >= REFERENCES_KEPT:
             del _REFERENCES[next(iter(_REFERENCES))]
-        _REFERENCES[key] = load_model(path)
+        # a copy in memory: the loaded tensors map the files, which a damaged cache's rebuild
+        # replaces (with the same checksums, as training is deterministic): reading the mapped
+        # pages of a removed or truncated file would kill the process (SIGBUS)
+        _REFERENCES[key] = copy.deepcopy(load_model(path))
     return _REFERENCES[key]
 
 
