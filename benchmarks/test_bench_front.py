@@ -12,7 +12,8 @@
         --benchmark-timer time.process_time
     pytest benchmarks/test_bench_front.py --benchmark-only -k two_workers
 
-(ratios are between the two modes of one group, in one run.)
+(ratios are between the two modes of one group, in one run.) CI's smoke run
+(`--benchmark-disable`) trains 3 points (`--partitions 2`) instead of 11.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from moabench.runs.runner import run_front
 from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
 
-def front(paradigm: str):
-    config = SweepConfig(algorithms=["ls"], tasks=["safety"], seeds=[0], partitions=10,
+def front(paradigm: str, benchmark) -> list:
+    partitions = 2 if benchmark.disabled else 10
+    config = SweepConfig(algorithms=["ls"], tasks=["safety"], seeds=[0], partitions=partitions,
                          task_params={"safety": {"paradigm": paradigm}})  # fmt: skip
     return plan_sweep(config).configs
 
@@ -39,7 +41,7 @@ def empty_caches() -> None:
 @pytest.mark.parametrize("paradigm", ["preference", "online"])
 @pytest.mark.parametrize("mode", ["together", "one by one"])
 def test_front_in_one_process(benchmark, tmp_path_factory, paradigm, mode):
-    configs = front(paradigm)
+    configs = front(paradigm, benchmark)
 
     def run() -> None:
         results = tmp_path_factory.mktemp("front")
@@ -61,7 +63,7 @@ def test_front_in_one_process(benchmark, tmp_path_factory, paradigm, mode):
 @pytest.mark.parametrize("paradigm", ["preference", "online"])
 @pytest.mark.parametrize("mode", ["together", "separate"])
 def test_front_in_a_sweep_of_two_workers(benchmark, tmp_path_factory, paradigm, mode):
-    configs = front(paradigm)
+    configs = front(paradigm, benchmark)
 
     def run() -> None:
         summary = run_sweep(configs, tmp_path_factory.mktemp("sweep"), workers=2,
