@@ -4,9 +4,9 @@ The registries live in `moabench.core.algorithm.algorithms` and `moabench.core.t
 re-exported here because `moabench.algorithms` and `moabench.tasks` are the built-in subpackages.
 """
 
-from moabench.core.determinism import pin_cpu_numerics
+from moabench.core.environment import configure_process
 
-pin_cpu_numerics()  # before anything imports torch: same numbers on every x86 host
+configure_process()  # before anything imports torch: CPU code paths, CUDA's allocator
 
 from moabench.core.algorithm import (  # noqa: E402
     Algorithm,

@@ -9,7 +9,8 @@ from moabench.core.determinism import CPU_NUMERICS, cpu_numerics
 
 
 def _in_new_process(code: str, **env: str) -> str:
-    environment = {k: v for k, v in os.environ.items() if k not in CPU_NUMERICS} | env
+    unset = {*CPU_NUMERICS, "PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"}  # as a new shell
+    environment = {k: v for k, v in os.environ.items() if k not in unset} | env
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=environment, check=True
     )
@@ -41,3 +42,13 @@ def test_provenance_records_the_code_paths_and_torchs_capability():
     recorded = cpu_numerics()
     assert set(CPU_NUMERICS) <= set(recorded)
     assert recorded["torch_cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+
+
+def test_importing_moabench_puts_cuda_memory_in_expandable_segments_unless_configured():
+    """Set at import, before a launcher's process group or a device query initialises CUDA."""
+    code = "import os, moabench; print(os.environ.get('PYTORCH_CUDA_ALLOC_CONF'))"
+    assert _in_new_process(code) == "expandable_segments:True"
+    assert _in_new_process(code, PYTORCH_CUDA_ALLOC_CONF="max_split_size_mb:128") == (
+        "max_split_size_mb:128"
+    )
+    assert _in_new_process(code, PYTORCH_ALLOC_CONF="expandable_segments:False") == "None"

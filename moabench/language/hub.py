@@ -268,17 +268,8 @@ def placement(device: str | None, dtype: str | None, prefix: str = "") -> Placem
         raise ConfigError(
             f"{prefix}dtype='bfloat16': {name} has no bfloat16 support; use float16 or float32"
         )
-    if kind == "cuda":
-        expandable_segments()
     chosen = dtype or ("bfloat16" if kind == "cuda" else "float32")
     return Placement(name, DTYPES[chosen])
-
-
-def expandable_segments() -> None:
-    """CUDA memory in expandable segments (micro-batches of varying widths fragment fixed-size
-    ones), unless the user configured the allocator; read at CUDA's first allocation."""
-    if not {"PYTORCH_CUDA_ALLOC_CONF", "PYTORCH_ALLOC_CONF"} & set(os.environ):
-        os.environ["PYTORCH_CUDA_ALLOC_CONF"] = "expandable_segments:True"
 
 
 def load_policy(name: str, params: LanguageParams, at: Placement) -> tuple[Any, Any]:
