@@ -226,6 +226,8 @@ def test_the_leaderboard_never_deletes_a_file_it_did_not_write(cli, tmp_path):
     assert figure.read_bytes() == b"my figure" and notes.read_text() == "my notes\n"
     listed = json.loads((paper / ".moabench-outputs.json").read_text())
     assert "LEADERBOARD.md" in listed and "plots/figure1.png" not in listed
+    check = cli("leaderboard", "--results-dir", str(results), "--out", str(paper), "--check")
+    assert check.exit_code == 0, check.output  # the user's figure is not a stale plot
     # a plot the leaderboard wrote and no longer draws is removed; a hostile list never reaches
     # outside the folder
     (paper / "plots" / "retired.png").write_bytes(b"old")

@@ -91,10 +91,7 @@ def _list_outputs(out_dir: Path, written: set[str], drawn: set[str] | None) -> N
     """Write `MANIFEST`: `written` and the plots `drawn` (None: not drawn this time, the listed
     ones kept); remove the files the previous list holds and this one does not."""
     manifest = out_dir / MANIFEST
-    try:
-        listed = {str(name) for name in json.loads(manifest.read_text())}
-    except (OSError, ValueError, TypeError):  # none yet, or damaged: remove nothing
-        listed = set()
+    listed = _listed_outputs(out_dir)
     outputs = written | (drawn if drawn is not None else listed)
     root = out_dir.resolve()
     for name in sorted(listed - outputs):
@@ -102,6 +99,14 @@ def _list_outputs(out_dir: Path, written: set[str], drawn: set[str] | None) -> N
         if stale.resolve().is_relative_to(root) and stale.is_file():
             stale.unlink()
     manifest.write_text(json.dumps(sorted(outputs), indent=1) + "\n")
+
+
+def _listed_outputs(out_dir: Path) -> set[str]:
+    """The files `MANIFEST` says the leaderboard wrote in `out_dir` (none yet, or damaged: none)."""
+    try:
+        return {str(name) for name in json.loads((out_dir / MANIFEST).read_text())}
+    except (OSError, ValueError, TypeError):
+        return set()
 
 
 def _no_records(results_dir: Path, skipped: list[tuple[Path, str]]) -> str:
@@ -245,8 +250,9 @@ def check_leaderboard(
                 old.splitlines(), fresh.splitlines(), str(committed), "regenerated", lineterm=""
             )
     drawn, present = _drawn_plots(result.tables, result.aggregates), _plot_files(committed_dir)
+    ours = present & _listed_outputs(committed_dir)  # a user's own files in plots/ are not stale
     differences += [f"missing plot: {committed_dir / name}" for name in sorted(drawn - present)]
     differences += [
-        f"stale plot (nothing draws it): {committed_dir / name}" for name in sorted(present - drawn)
+        f"stale plot (nothing draws it): {committed_dir / name}" for name in sorted(ours - drawn)
     ]
     return LeaderboardCheck(differences, result.skipped)
