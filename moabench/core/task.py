@@ -102,7 +102,7 @@ class Task(Registrable):
     #: leaderboard's sign-flip test detects a 5% HV difference between top methods with 80%
     #: power (README, "Seeds from a power analysis"; `moabench.evaluation.power`). Not the
     #: sweep's default yet: the committed records have `standard_seeds`.
-    power_seeds: ClassVar[dict[str, int]] = {"preference": 19, "online": 13}
+    power_seeds: ClassVar[dict[str, int]] = {"preference": 19, "online": 23}
 
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")
