@@ -6,8 +6,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from moabench.language import tiny
 from moabench.runs.records import load_records, record_path
 from moabench.runs.runner import front_key, resolve_config, run_and_record, run_front
 from moabench.runs.sweep import SweepConfig, front_jobs, plan_sweep, run_sweep
+from test_sweep import start_tagged_sweep
 
 FAST = {"zdt1": {"steps": 5}}
 
@@ -134,17 +133,7 @@ def test_the_cli_trains_fronts_together_on_local_workers_only(cli, tmp_path):
 @pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
 def test_ctrl_c_stops_a_sweep_of_fronts_and_leaves_only_whole_records(tmp_path):
     results, tag = tmp_path / "results", f"front-ctrl-c-{os.getpid()}"
-    command = [sys.executable, "-m", "moabench", "sweep", "--algo", "ls,mgda,raco,upgrad",
-               "--task", "zdt1,zdt2,dtlz2", "--seeds", "0,1,2,3", "--workers", "2",
-               "--front-training", "together", "--results-dir", str(results)]  # fmt: skip
-    process = subprocess.Popen(
-        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        start_new_session=True, env=os.environ | {"MOABENCH_TEST_TAG": tag},
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(results.glob("*.json"))) < 20:
-        time.sleep(0.05)
+    process = start_tagged_sweep(results, tag, options=("--front-training", "together"))
     os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr

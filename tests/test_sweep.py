@@ -123,13 +123,17 @@ def tagged_processes(tag: str) -> list[int]:
     return found
 
 
-def start_tagged_sweep(results: Path, tag: str, stderr=subprocess.PIPE) -> subprocess.Popen:
+def start_tagged_sweep(
+    results: Path, tag: str, stderr=subprocess.PIPE, options: tuple[str, ...] = ()
+) -> subprocess.Popen:
+    """`SLOW_SWEEP` (and `options`) in a new session, once it has written 20 records."""
     command = [
         sys.executable,
         "-m",
         "moabench",
         "sweep",
         *SLOW_SWEEP,
+        *options,
         "--results-dir",
         str(results),
     ]
