@@ -183,13 +183,18 @@ def loaded_reference(path: Path) -> PreTrainedModel:
     (the caller copies it: loading takes no random draw, so a copy is what a load would give)."""
     key = (path, (path / CHECKSUMS).read_text())
     if key not in _REFERENCES:
-        while len(_REFERENCES) >= REFERENCES_KEPT:
-            del _REFERENCES[next(iter(_REFERENCES))]
         # a copy in memory: the loaded tensors map the files, which a damaged cache's rebuild
         # replaces (with the same checksums, as training is deterministic): reading the mapped
         # pages of a removed or truncated file would kill the process (SIGBUS)
-        _REFERENCES[key] = copy.deepcopy(load_model(path))
+        remember(_REFERENCES, key, copy.deepcopy(load_model(path)), REFERENCES_KEPT)
     return _REFERENCES[key]
+
+
+def remember(cache: dict, key: Any, value: Any, kept: int) -> None:
+    """`cache[key] = value`, first dropping the oldest entries so that at most `kept` remain."""
+    while len(cache) >= kept:
+        del cache[next(iter(cache))]
+    cache[key] = value
 
 
 #: The file of a cached reference that holds the sha256 of its other files.
@@ -367,9 +372,7 @@ def remembered_evaluation(
     key = (data_key(task, policy), hashlib.sha256(json.dumps(prompts).encode()).hexdigest())
     if key not in _EVALUATIONS:
         objectives = evaluate()
-        while len(_EVALUATIONS) >= EVALUATIONS_KEPT:
-            del _EVALUATIONS[next(iter(_EVALUATIONS))]
-        _EVALUATIONS[key] = (list(objectives), torch.get_rng_state())
+        remember(_EVALUATIONS, key, (list(objectives), torch.get_rng_state()), EVALUATIONS_KEPT)
     objectives, state = _EVALUATIONS[key]
     torch.set_rng_state(state)
     return list(objectives)
@@ -423,9 +426,8 @@ def shared_preference_data(
         data, margins = preference_data(task, reference, tokenizer)
         pairs = make_batch(tokenizer, data.prompts * 2, data.responses_a + data.responses_b)
         log_probs = pair_reference_log_probs(reference, pairs, task.params.micro_batch_size, "cpu")
-        while len(_PREFERENCE_DATA) >= PREFERENCE_DATA_KEPT:
-            del _PREFERENCE_DATA[next(iter(_PREFERENCE_DATA))]
-        _PREFERENCE_DATA[key] = (pairs, data.signs, margins, log_probs)
+        shared = (pairs, data.signs, margins, log_probs)
+        remember(_PREFERENCE_DATA, key, shared, PREFERENCE_DATA_KEPT)
     return _PREFERENCE_DATA[key]
 
 
