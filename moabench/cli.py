@@ -611,12 +611,13 @@ def sweep(
         ),
     ] = LOG_EVERY_S,
     front_training: Annotated[
-        FrontTraining,
+        FrontTraining | None,
         typer.Option(
             help="local workers: the points of one front as one job (together), or each point "
-            "as a job (separate); the same records"
+            "as a job (separate); the same records [together; Ray: each point]",
+            show_default=False,
         ),
-    ] = FrontTraining.separate,
+    ] = None,
 ) -> None:
     """Run algorithms x tasks x preference grid x seeds; finished runs are skipped (resume)."""
     with user_errors():
@@ -680,7 +681,7 @@ def sweep(
                     gpus_per_run=gpus_per_run,
                     retry_failed=retry_failed,
                     on_pending=progress.pending,
-                    front_training=front_training.value,
+                    front_training=(front_training or FrontTraining.together).value,
                 )
             except SweepInterrupted as stop:
                 for number in (signal.SIGINT, signal.SIGTERM):  # stopping already: say so, exit

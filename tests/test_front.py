@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import typer
 
+import moabench.cli
 from moabench import GramRule, register_algorithm
 from moabench.core.task import make_task
 from moabench.language import tiny
@@ -120,12 +122,22 @@ def test_the_reference_s_evaluation_is_shared_with_the_random_state_it_leaves():
     assert len(tiny._EVALUATIONS) == 2
 
 
-def test_the_cli_trains_fronts_together_on_local_workers_only(cli, tmp_path):
+def test_the_cli_trains_fronts_together_on_local_workers_only(cli, tmp_path, monkeypatch):
     args = ("sweep", "--algo", "ls", "--task", "zdt1", "--seeds", "0", "--partitions", "1",
             "--task-param", "steps=5", "--results-dir", str(tmp_path))  # fmt: skip
     result = cli(*args, "--front-training", "together", "--workers", "2")
     assert result.exit_code == 0, result.output
     assert len(list(tmp_path.glob("*.json"))) == 2
+
+    chosen = []
+
+    def sweep_stub(*args, front_training, **kwargs):
+        chosen.append(front_training)
+        raise typer.Exit(0)
+
+    monkeypatch.setattr(moabench.cli, "run_sweep", sweep_stub)
+    cli(*args)
+    assert chosen == ["together"]  # the default
     refused = cli(*args, "--front-training", "together", "--executor", "ray")
     assert refused.exit_code != 0 and "Ray runs each point" in refused.output
 

@@ -33,6 +33,32 @@ def test_plan_expands_groups_and_uses_the_lattice_per_task():
     assert {"zdt1", "zdt2", "fonseca", "cagrad-toy", "dtlz2"} <= {c.task for c in analytic.configs}
 
 
+def test_a_standard_variant_is_its_own_configuration_where_it_pairs_with_the_paradigm():
+    """Issue 23: hypervolume-guided dynamic weighting runs as its own row, online only, unless
+    the sweep gives the algorithm parameters of its own."""
+    plan = plan_sweep(
+        SweepConfig(algorithms=["dynamic-weighting"], tasks=["safety", "zdt1"], seeds=[0],
+                    partitions=2)
+    )  # fmt: skip
+    runs = {}
+    for config in plan.configs:
+        where = (config.task, config.task_params.get("paradigm"))
+        guided = config.algorithm_params["hypervolume_guided"]
+        runs[where, guided] = runs.get((where, guided), 0) + 1
+    assert runs == {
+        (("safety", "preference"), False): 3,
+        (("safety", "online"), False): 3,
+        (("safety", "online"), True): 3,
+        (("zdt1", None), False): 3,
+    }
+    chosen = plan_sweep(
+        SweepConfig(algorithms=["dynamic-weighting"], tasks=["safety"], seeds=[0], partitions=2,
+                    algorithm_params={"dynamic-weighting": {"mu": 1e-5}})
+    )  # fmt: skip
+    assert len(chosen.configs) == 6  # preference and online, the user's parameters only
+    assert not any(c.algorithm_params["hypervolume_guided"] for c in chosen.configs)
+
+
 def test_a_diverging_run_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
     plan = plan_sweep(
         SweepConfig(

@@ -112,6 +112,7 @@ class DynamicWeighting(GramRule):
 
     Params = DynamicWeightingParams
     home_paradigm = Paradigm.ONLINE
+    standard_variants = ({"hypervolume_guided": True},)  # its own row, online tables only
 
     def __init__(self, preference: Any, **params: Any) -> None:
         super().__init__(preference, **params)

@@ -48,6 +48,9 @@ class Algorithm(Registrable):
     observes_gradients: bool = False
     #: Online training: the advantage estimator the algorithm is defined on (None: any).
     advantage_estimator: ClassVar[str | None] = None
+    #: Parameter sets that the standard suite also runs, each as a leaderboard row of its own,
+    #: where a sweep gives the algorithm no parameters (and the variant pairs with the paradigm).
+    standard_variants: ClassVar[tuple[dict[str, Any], ...]] = ()
 
     def __init__(self, preference: Any, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"algorithm {self.name!r}")

@@ -30,7 +30,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moabench.core.algorithm import Paradigm, algorithms
+from moabench.core.algorithm import Algorithm, Paradigm, algorithms
 from moabench.core.preferences import simplex_lattice
 from moabench.core.task import Task, tasks
 from moabench.runs.claims import release_claims
@@ -183,10 +183,18 @@ def _cells(config: SweepConfig, unsupported: list[tuple[str, str]]) -> Iterator[
                     ):
                         unsupported.append((algorithm_name, task_name))
                     continue
-                yield Cell(
-                    algorithm_name, algorithm_params, task_name, params, n_objectives,
-                    seeds_for(task_cls, config.seeds),
-                )  # fmt: skip
+                variants = [] if algorithm_params else standard_variants(algorithm_cls, paradigm)
+                for chosen in [algorithm_params, *variants]:
+                    yield Cell(
+                        algorithm_name, chosen, task_name, params, n_objectives,
+                        seeds_for(task_cls, config.seeds),
+                    )  # fmt: skip
+
+
+def standard_variants(algorithm_cls: type[Algorithm], paradigm: Paradigm) -> list[dict[str, Any]]:
+    """The algorithm's `standard_variants` that pair with `paradigm`: a sweep that gives the
+    algorithm no parameters runs each as a configuration (a leaderboard row) of its own."""
+    return [v for v in algorithm_cls.standard_variants if pairs_with(algorithm_cls, paradigm, v)]
 
 
 def usable_workers(requested: int) -> int:
@@ -233,7 +241,7 @@ def run_sweep(
     gpus_per_run: float = 0.0,
     retry_failed: bool = False,
     on_pending: Callable[[SweepSummary, Sequence[RunConfig]], None] | None = None,
-    front_training: Literal["together", "separate"] = "separate",
+    front_training: Literal["together", "separate"] = "together",
 ) -> SweepSummary:
     """Run every config whose key has no record in `results_dir` (nor a failed one, with
     `retry_failed`): on `workers` local processes, or as Ray tasks (`executor="ray"`, on
@@ -245,14 +253,13 @@ def run_sweep(
 
     `front_training="together"` gives each local worker the points of one front as one job
     (`front_jobs`, `run_front`); "separate" each point as a job of its own. Both write the
-    same records."""
-    if executor == "ray" and front_training == "together":
-        raise ValueError("front_training='together' runs on local workers; Ray runs each point")
+    same records. Ray runs each point as a task of its own, whatever `front_training` says."""
     ensure_writable(results_dir)
     unique = list({config.key(): config for config in configs}.values())
     on_disk = records_on_disk(results_dir, retry_failed)
     pending = [config for config in unique if config.key() not in on_disk.finished]
-    jobs = front_jobs(pending, workers) if front_training == "together" else [[c] for c in pending]
+    together = front_training == "together" and executor == "local"
+    jobs = front_jobs(pending, workers) if together else [[c] for c in pending]
     pending = [config for job in jobs for config in job]  # in the order they start
     keys = {config.key() for config in unique}
     kept = [(path, reason) for path, reason in on_disk.kept if path.stem in keys]
