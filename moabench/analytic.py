@@ -33,8 +33,6 @@ class AnalyticProblem(Task):
     """Base of the analytic problems; subclasses define `evaluate`, bounds and the objective space."""
 
     paradigms: ClassVar[tuple[Paradigm, ...]] = (Paradigm.ANALYTIC,)
-    standard_seeds: ClassVar[int] = 10  # seconds per run: enough seeds for paired tests
-    power_seeds: ClassVar[dict[str, int]] = {"analytic": 34}  # see Task.power_seeds
     Params: ClassVar[type[TaskParams]] = AnalyticParams
     n_var: ClassVar[int]
 

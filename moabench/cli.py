@@ -379,7 +379,8 @@ def _show_task(cls: type[Task]) -> None:
     if issubclass(cls, LanguageTask):
         scales = ", ".join(["tiny", *cls.paper_setups])
         facts.add_row("scales", f"{scales} (--task-param scale=NAME; tiny is the default)")
-    facts.add_row("standard seeds", f"0-{cls.standard_seeds - 1}")
+    seeds = ", ".join(f"{p.value} 0-{len(cls.seeds(p)) - 1}" for p in cls.paradigms)
+    facts.add_row("standard seeds", seeds)
     facts.add_row("parameters", "--task-param NAME=VALUE; below with their defaults")
     console.print(Text.assemble((cls.name, "bold"), f": {cls.description()}"), facts, "")
     language = issubclass(cls, LanguageTask)

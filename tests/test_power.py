@@ -112,6 +112,7 @@ def test_the_leaderboard_pools_the_top_three_per_paradigm(tmp_path):
     sd = pooled_residuals(sets)[1]
     assert rows["sd"].tolist() == pytest.approx([sd, sd], rel=1e-6)
     assert rows["pairs"].tolist() == [3, 3] and rows["seeds"].tolist() == [8, 8]
+    assert rows["standard_seeds"].isna().all()  # toy-task is not a registered task: no count
     t_seeds = [seeds_needed(lambda n, e=e: t_power(e, sd, n)) for e in power.EFFECTS]
     assert rows["t_seeds"].tolist() == t_seeds
     text = (tmp_path / "board" / "LEADERBOARD.md").read_text()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from moabench.core.algorithm import Paradigm
 from moabench.runs.records import load_records
 from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
@@ -31,6 +32,21 @@ def test_plan_expands_groups_and_uses_the_lattice_per_task():
     assert len({c.key() for c in plan.configs}) == len(plan.configs)
     analytic = plan_sweep(SweepConfig(algorithms=["ls"], tasks=["analytic"], seeds=[0]))
     assert {"zdt1", "zdt2", "fonseca", "cagrad-toy", "dtlz2"} <= {c.task for c in analytic.configs}
+
+
+def test_the_standard_seeds_are_the_power_analysis_counts_per_paradigm(monkeypatch):
+    """Issue 23: without --seeds a sweep takes each paradigm's seed count from the power
+    analysis (34 analytic, 19 preference pairs, 23 online); a plugin task may give one count."""
+    from moabench.tasks.safety import Safety
+
+    plan = plan_sweep(SweepConfig(algorithms=["ls"], tasks=["zdt1", "safety"], partitions=1))
+    seeds = {}
+    for config in plan.configs:
+        seeds.setdefault(config.task_params.get("paradigm", config.task), set()).add(config.seed)
+    assert seeds == {"zdt1": set(range(34)), "preference": set(range(19)),
+                     "online": set(range(23))}  # fmt: skip
+    monkeypatch.setattr(Safety, "standard_seeds", 3)
+    assert Safety.seeds(Paradigm.ONLINE) == Safety.seeds(Paradigm.PREFERENCE) == [0, 1, 2]
 
 
 def test_a_standard_variant_is_its_own_configuration_where_it_pairs_with_the_paradigm():

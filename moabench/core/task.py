@@ -96,16 +96,21 @@ class Task(Registrable):
     #: The training settings the task offers; the first is its default.
     paradigms: ClassVar[tuple[Paradigm, ...]]
     Params: ClassVar[type[BaseModel]]
-    #: Seeds 0..n-1 of the standard suite (the committed standings) for this task.
-    standard_seeds: ClassVar[int] = 5
-    #: Seeds 0..n-1 per paradigm that the next full re-run takes: the counts at which the
-    #: leaderboard's sign-flip test detects a 5% HV difference between top methods with 80%
-    #: power (README, "Seeds from a power analysis"; `moabench.evaluation.power`). Not the
-    #: sweep's default yet: the committed records have `standard_seeds`.
-    power_seeds: ClassVar[dict[str, int]] = {"preference": 19, "online": 23}
+    #: Seeds 0..n-1 of the standard suite per paradigm (or one count for every paradigm): the
+    #: counts at which the leaderboard's sign-flip test detects a 5% HV difference between top
+    #: methods with 80% power (README, "Seeds from a power analysis"; `evaluation.power`).
+    standard_seeds: ClassVar[int | dict[str, int]] = {
+        "analytic": 34, "preference": 19, "online": 23,
+    }  # fmt: skip
 
     def __init__(self, **params: Any) -> None:
         self.params = validate_params(self.Params, params, f"task {self.name!r}")
+
+    @classmethod
+    def seeds(cls, paradigm: Paradigm) -> list[int]:
+        """The standard suite's seeds for training in `paradigm`."""
+        count = cls.standard_seeds
+        return list(range(count if isinstance(count, int) else count[paradigm.value]))
 
     @property
     def paradigm(self) -> Paradigm:

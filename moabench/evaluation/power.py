@@ -34,6 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from moabench.core.algorithm import Paradigm
+from moabench.core.task import tasks
 from moabench.evaluation.rankings import seed_matrix
 from moabench.evaluation.stats import hodges_lehmann, sign_flip_tests, signed_rank
 from moabench.evaluation.tables import TaskTable
@@ -137,6 +139,7 @@ class PowerRow:
     pairs: int  # difference sets pooled
     sd: float  # pooled SD of a paired score difference
     seeds: int  # the most seeds a ranked algorithm has now
+    standard_seeds: int | None  # the standard suite's (`Task.seeds`; None: the task is unknown)
     t_seeds: int | None  # paired t-test: seeds for `POWER` (None: beyond `MOST_SEEDS`)
     sign_flip_seeds: int | None  # sign-flip test, simulated
     minutes_per_seed: float  # sweep wall time on 2 workers
@@ -164,11 +167,20 @@ def power_analysis(tables: list[TaskTable], fronts: pd.DataFrame) -> list[PowerR
             rows.append(PowerRow(
                 group, effect, sum(bool(found) for found in sets.values()), len(pooled), sd,
                 max(row.seeds for table in members for row in table.ranked),
+                max((standard_seed_count(table) or 0 for table in members), default=0) or None,
                 seeds_needed(lambda n: t_power(effect, sd, n)),
                 seeds_needed(lambda n: sign_flip_power(residuals, effect, n), SIGN_FLIP_START),
                 minutes.get(group, math.nan),
             ))  # fmt: skip
     return rows
+
+
+def standard_seed_count(table: TaskTable) -> int | None:
+    """How many seeds the standard suite runs on `table`'s task and paradigm (None: a task that
+    is not registered here)."""
+    if table.task not in tasks.names():
+        return None
+    return len(tasks.get(table.task).seeds(Paradigm(table.paradigm)))
 
 
 def minutes_per_seed(tables: list[TaskTable], fronts: pd.DataFrame) -> dict[str, float]:
@@ -193,7 +205,7 @@ def minutes_per_seed(tables: list[TaskTable], fronts: pd.DataFrame) -> dict[str,
 #: Header of `power_cells`.
 POWER_HEADER = (
     "aggregate", "difference to detect", "tables", "pairs", "SD of a paired difference",
-    "seeds now", "seeds: paired t", "seeds: sign-flip", "min / seed (2 cores)",
+    "seeds now", "standard seeds", "seeds: paired t", "seeds: sign-flip", "min / seed (2 cores)",
     "hours at the sign-flip count",
 )  # fmt: skip
 
@@ -210,7 +222,9 @@ LEGEND = (
     "Differences: 1% of the reference HV, the margin of a tie (=), and 5%, the one the "
     "standard seed counts are chosen for (the README's statistics section says why). Minutes "
     "per seed: a sweep on 2 workers (the analytic suite 2 min, the language suite 23 min "
-    "shared by paradigm in proportion to the records' wall time).",
+    "shared by paradigm in proportion to the records' wall time). Standard seeds: those "
+    "`moabench sweep` runs by default (`Task.standard_seeds`), the 5% sign-flip counts; where "
+    "the records hold fewer, the re-run that brings them there is not finished.",
 )
 
 
@@ -226,8 +240,9 @@ def power_cells(row: PowerRow) -> list[str]:
         else f"{row.sign_flip_seeds * row.minutes_per_seed / 60:,.1f}"
     )
     minutes = "-" if math.isnan(row.minutes_per_seed) else f"{row.minutes_per_seed:.1f}"
+    standard = "-" if row.standard_seeds is None else str(row.standard_seeds)
     return [
         row.group, f"{row.effect:.0%} of ref. HV", str(row.tables), str(row.pairs),
-        f"{row.sd:.3g}", str(row.seeds), _count(row.t_seeds), _count(row.sign_flip_seeds),
-        minutes, hours,
+        f"{row.sd:.3g}", str(row.seeds), standard, _count(row.t_seeds),
+        _count(row.sign_flip_seeds), minutes, hours,
     ]  # fmt: skip

@@ -71,7 +71,7 @@ class SweepConfig(BaseModel):
     algorithms: list[str] = Field(default_factory=lambda: ["all"])
     tasks: list[str] = Field(default_factory=lambda: ["all"])
     seeds: list[Annotated[int, Field(ge=0, lt=SEED_LIMIT)]] | None = Field(
-        None, description="None: each task's standard seeds, 0..Task.standard_seeds - 1"
+        None, description="None: each task's standard seeds per paradigm, `Task.seeds`"
     )
     partitions: int | None = Field(None, ge=1, description="simplex-lattice partitions per task")
     algorithm_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -95,10 +95,10 @@ def expand_names(names: Iterable[str], groups: dict[str, list[str]]) -> list[str
     return expanded
 
 
-def seeds_for(task_cls: type[Task], seeds: list[int] | None) -> list[int]:
-    """The sweep's seeds for a task: those given (without repeats), else the task's standard
-    ones."""
-    return list(range(task_cls.standard_seeds)) if seeds is None else list(dict.fromkeys(seeds))
+def seeds_for(task_cls: type[Task], paradigm: Paradigm, seeds: list[int] | None) -> list[int]:
+    """The sweep's seeds for a task in `paradigm`: those given (without repeats), else the
+    task's standard ones."""
+    return task_cls.seeds(paradigm) if seeds is None else list(dict.fromkeys(seeds))
 
 
 @dataclass
@@ -187,7 +187,7 @@ def _cells(config: SweepConfig, unsupported: list[tuple[str, str]]) -> Iterator[
                 for chosen in [algorithm_params, *variants]:
                     yield Cell(
                         algorithm_name, chosen, task_name, params, n_objectives,
-                        seeds_for(task_cls, config.seeds),
+                        seeds_for(task_cls, paradigm, config.seeds),
                     )  # fmt: skip
 
 
