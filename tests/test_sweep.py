@@ -49,6 +49,18 @@ def test_the_standard_seeds_are_the_power_analysis_counts_per_paradigm(monkeypat
     assert Safety.seeds(Paradigm.ONLINE) == Safety.seeds(Paradigm.PREFERENCE) == [0, 1, 2]
 
 
+def test_naming_a_task_s_only_paradigm_is_the_same_run():
+    """`--task online --task-param paradigm=online` once gave math runs keys of their own,
+    duplicates of the standard suite's; a task's only paradigm now leaves the key as it was."""
+    params = {"math": {"paradigm": "online"}, "safety": {"paradigm": "online"}}
+    named = plan_sweep(SweepConfig(algorithms=["ls"], tasks=["online"], seeds=[0], partitions=1,
+                                   task_params=params)).configs  # fmt: skip
+    plain = plan_sweep(SweepConfig(algorithms=["ls"], tasks=["math"], seeds=[0],
+                                   partitions=1)).configs  # fmt: skip
+    math_keys = {c.key() for c in named if c.task == "math"}
+    assert math_keys == {c.key() for c in plain} and len(math_keys) == 3
+
+
 def test_a_standard_variant_is_its_own_configuration_where_it_pairs_with_the_paradigm():
     """Issue 23: hypervolume-guided dynamic weighting runs as its own row, online only, unless
     the sweep gives the algorithm parameters of its own."""

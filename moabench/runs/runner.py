@@ -69,6 +69,8 @@ def resolve_config(
     task_params = dict(task_params or {})
     if len(task_cls.paradigms) > 1 and task_params.get("paradigm") is None:
         task_params["paradigm"] = default_paradigm(algorithm_cls, task_cls.paradigms).value
+    if len(task_cls.paradigms) == 1 and task_params.get("paradigm") == task_cls.paradigms[0]:
+        del task_params["paradigm"]  # its only paradigm: the run (and its key) without it
     task_instance = task_cls(**task_params)
     if not algorithm_cls.supports(task_instance.paradigm):
         offered = ", ".join(p.value for p in task_cls.paradigms)
