@@ -50,10 +50,11 @@ SIMULATIONS = 500
 SIGN_FLIP_START = 6  # the fewest seeds whose sign-flip p-value can fall below 0.05 (2/2^6)
 POWER_SEED = 0
 MOST_SEEDS = 10_000  # the search stops there: "more than" that many
-#: Minutes per seed of a sweep on 2 workers (2 cores), measured: the analytic suite 2 min, the
-#: language suite 23 min (`.ci/nightly`), shared by its preference and online tables in
+#: Minutes per seed of a sweep on 2 workers (2 cores), measured in the re-run of 2026-12-03
+#: (BENCHMARKS.md): the analytic suite 0.26 min (24 seeds in 6.2 min), the language suite
+#: 16.4 min (preference 4.4, online 10.9-12.7), shared by its preference and online tables in
 #: proportion to their records' wall time (`minutes_per_seed`).
-SUITE_MINUTES = {"analytic": 2.0, "language": 23.0}
+SUITE_MINUTES = {"analytic": 0.26, "language": 16.4}
 
 
 def t_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
@@ -221,7 +222,7 @@ LEGEND = (
     "shifted by the difference to detect; it needs at least 6 seeds to reach p < 0.05 at all. "
     "Differences: 1% of the reference HV, the margin of a tie (=), and 5%, the one the "
     "standard seed counts are chosen for (the README's statistics section says why). Minutes "
-    "per seed: a sweep on 2 workers (the analytic suite 2 min, the language suite 23 min "
+    "per seed: a sweep on 2 workers (the analytic suite 0.26 min, the language suite 16.4 min "
     "shared by paradigm in proportion to the records' wall time). Standard seeds: those "
     "`moabench sweep` runs by default (`Task.standard_seeds`), the 5% sign-flip counts; where "
     "the records hold fewer, the re-run that brings them there is not finished.",
