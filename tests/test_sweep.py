@@ -36,14 +36,14 @@ def test_plan_expands_groups_and_uses_the_lattice_per_task():
 
 def test_the_standard_seeds_are_the_power_analysis_counts_per_paradigm(monkeypatch):
     """Issue 23: without --seeds a sweep takes each paradigm's seed count from the power
-    analysis (34 analytic, 19 preference pairs, 23 online); a plugin task may give one count."""
+    analysis (38 analytic, 19 preference pairs, 23 online); a plugin task may give one count."""
     from moabench.tasks.safety import Safety
 
     plan = plan_sweep(SweepConfig(algorithms=["ls"], tasks=["zdt1", "safety"], partitions=1))
     seeds = {}
     for config in plan.configs:
         seeds.setdefault(config.task_params.get("paradigm", config.task), set()).add(config.seed)
-    assert seeds == {"zdt1": set(range(34)), "preference": set(range(19)),
+    assert seeds == {"zdt1": set(range(38)), "preference": set(range(19)),
                      "online": set(range(23))}  # fmt: skip
     monkeypatch.setattr(Safety, "standard_seeds", 3)
     assert Safety.seeds(Paradigm.ONLINE) == Safety.seeds(Paradigm.PREFERENCE) == [0, 1, 2]
