@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -118,7 +119,8 @@ def plot_overlay(
     _set_limits(axes, limits)
     _label_axes(axes, space)
     figure.legend(
-        handles=handles, loc="outside lower center", ncols=3, alignment="left",
+        handles=handles, loc="outside lower center", ncols=legend_columns(handles),
+        alignment="left",
         title="each algorithm's median seed by hypervolume: its non-dominated points",
     )  # fmt: skip
     return _save(figure, path)
@@ -155,7 +157,8 @@ def plot_fronts(
         handles = _draw_reference(axes, space, reference, reference_label)
         if points is not None:
             _scatter_seeds(axes, space, *points, limits)
-            axes.set_title(heading, color="0.35" if heading != panels[index][0] else "black")
+            colour = "0.35" if heading != panels[index][0] else "black"
+            axes.set_title(textwrap.fill(heading, PANEL_TITLE_CHARACTERS), color=colour)
         _set_limits(axes, limits)
         row, column = divmod(index, columns)
         bottom = row == rows - 1 or index + columns >= len(panels)
@@ -388,6 +391,18 @@ def _label_axes(axes, space: ObjectiveSpace, x: bool = True, y: bool = True) -> 
         axes.set_zlabel(labels[2])
     for axis in (axes.xaxis, axes.yaxis, *([axes.zaxis] if space.n_objectives == 3 else [])):
         axis.set_major_locator(MaxNLocator(4 if space.n_objectives == 2 else 3))  # apart
+
+
+#: A small multiple's title wraps beyond this many characters (a label with parameters).
+PANEL_TITLE_CHARACTERS = 26
+#: The longest legend label (characters) that three columns fit across a 7-inch figure.
+LABEL_CHARACTERS_IN_THREE_COLUMNS = 38
+
+
+def legend_columns(handles: list) -> int:
+    """Three columns, two when a label (an algorithm with its parameters) is too long."""
+    longest = max((len(h.get_label()) for h in handles), default=0)
+    return 2 if longest > LABEL_CHARACTERS_IN_THREE_COLUMNS else 3
 
 
 def _save(figure, path: Path) -> Path:
