@@ -145,3 +145,16 @@ def test_a_lone_point_is_drawn_over_a_longer_front(tmp_path, monkeypatch):
         name = next(n for n, (c, _) in STYLES.items() if c == colour)
         order[name] = collection.get_zorder()
     assert order["raco"] > order["ls"]
+
+
+def test_a_long_label_takes_two_legend_columns():
+    """An algorithm with its parameters ("dynamic-weighting hypervolume_guided=True (seed 1 of
+    5)") overflowed the overlay's three columns of a 7-inch figure."""
+    from matplotlib.lines import Line2D
+
+    from moabench.evaluation.plots import legend_columns
+
+    short = [Line2D([], [], label="raco (seed 2 of 5)"), Line2D([], [], label="ls (seed 0 of 5)")]
+    assert legend_columns(short) == 3
+    long = short + [Line2D([], [], label="dynamic-weighting hypervolume_guided=True (seed 1 of 5)")]
+    assert legend_columns(long) == 2
