@@ -11,7 +11,7 @@ from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
 
 def run_suite_and_leaderboard(tmp_path):
-    plan = plan_sweep(SweepConfig(tasks=["analytic"]))
+    plan = plan_sweep(SweepConfig(tasks=["analytic"], seeds=[0, 1, 2]))
     summary = run_sweep(plan.configs, tmp_path / "results", workers=2)
     build_leaderboard(
         tmp_path / "results",
@@ -75,7 +75,8 @@ def test_online_sweep_of_issue_4(benchmark, tmp_path_factory):
         task_params={"safety": {"paradigm": "online"}, "summarization": {"paradigm": "online"}},
     )
     plan = plan_sweep(sweep)
-    assert len(plan.configs) == 9 * (5 + 5 + 15)  # m = 3: the 4-partition lattice has 15 points
+    # m = 3: the 4-partition lattice has 15 points; dynamic weighting runs in both variants
+    assert len(plan.configs) == 10 * (5 + 5 + 15)
     for task in ("safety", "summarization", "math"):
         tiny.task_reference(make_task(task), tiny.task_tokenizer(make_task(task)))
     summary = benchmark.pedantic(
