@@ -7,9 +7,9 @@ Per task, over one algorithm's seeds:
   time, not 95%).
 - `paired_t_test`: an algorithm against the leader on the seeds both ran. Seeds are shared
   (the same starting points and reference policies), so the test is on per-seed differences:
-  two-sided paired t-test. Wilcoxon's signed-rank test is not used: its exact p-value is at least
-  2 / 2^n (0.25 at 3 seeds, 0.0625 at 5), so it could never separate two algorithms on the
-  language tasks' 5 seeds, let alone after a multiplicity correction.
+  two-sided paired t-test, for a reader who accepts normality; the tables decide by the exact
+  signed-rank test below, whose p-value is at least 2 / 2^n (0.0625 at 5 seeds), so that it
+  separates nothing below 6 seeds.
 - `sign_flip_test` and `hodges_lehmann`: the robust pair beside it. The paired permutation test
   flips the signs of the differences (under "no difference" each sign is a fair coin) and
   compares the signed-rank statistic sum_i sign(d_i) rank(|d_i|) with all 2^n flips (Wilcoxon's

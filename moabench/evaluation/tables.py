@@ -240,7 +240,7 @@ LEGEND = (
     "the grid; rows are ordered by U_ws.",
     "P(best) and rank [95%]: the seeds resampled with replacement (jointly, since they are "
     "shared; 2,000 resamples, fixed seed): the share of resamples in which the algorithm has "
-    "the best mean, and the 2.5-97.5% range of its rank. With 4-5 seeds a resample repeats "
+    "the best mean, and the 2.5-97.5% range of its rank. With few seeds a resample repeats "
     "seeds, so these describe how fragile the order is rather than give exact probabilities. "
     "best set ✓: the algorithms not separated from the best by multiple comparisons with the "
     "best (Hsu 1984): one drops out when another beats it on their shared seeds by more than "
@@ -254,8 +254,8 @@ LEGEND = (
     "all 2^n ways and compares their signed-rank sum (exact Wilcoxon), Holm-adjusted over the "
     "table's comparisons; it is used because HV is bounded and falls to 0 when a front leaves "
     "the box, so one lost seed can outweigh nine won ones in a mean, and the t-test's normality "
-    "is rejected on several tables. Its p-value cannot fall below 2/2^n (0.125 at 4 seeds, "
-    "0.0625 at 5, 0.002 at 10): with 4-5 seeds no algorithm can be separated from the leader "
+    "is rejected on several tables. Its p-value cannot fall below 2/2^n (0.0625 at 5 seeds, "
+    "0.008 at 8, 0.002 at 10): below 6 seeds no algorithm can be separated from the leader "
     "without assuming normality. p Holm (t): the paired t-test, for a reader who accepts it.",
     "tie: ≈ where the Holm-adjusted permutation p-value is 0.05 or more (or fewer than two "
     "seeds are shared): not separated from the leader. = where two one-sided paired t-tests "
