@@ -168,7 +168,7 @@ def power_analysis(tables: list[TaskTable], fronts: pd.DataFrame) -> list[PowerR
             rows.append(PowerRow(
                 group, effect, sum(bool(found) for found in sets.values()), len(pooled), sd,
                 max(row.seeds for table in members for row in table.ranked),
-                max((standard_seed_count(table) or 0 for table in members), default=0) or None,
+                max(filter(None, map(standard_seed_count, members)), default=None),
                 seeds_needed(lambda n: t_power(effect, sd, n)),
                 seeds_needed(lambda n: sign_flip_power(residuals, effect, n), SIGN_FLIP_START),
                 minutes.get(group, math.nan),
