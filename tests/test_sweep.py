@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from moabench.core.algorithm import Paradigm
+from moabench.core.errors import ConfigError
 from moabench.runs.records import load_records
 from moabench.runs.sweep import SweepConfig, plan_sweep, run_sweep
 
@@ -47,6 +48,9 @@ def test_the_standard_seeds_are_the_power_analysis_counts_per_paradigm(monkeypat
                      "online": set(range(23))}  # fmt: skip
     monkeypatch.setattr(Safety, "standard_seeds", 3)
     assert Safety.seeds(Paradigm.ONLINE) == Safety.seeds(Paradigm.PREFERENCE) == [0, 1, 2]
+    monkeypatch.setattr(Safety, "standard_seeds", {"preference": 2})
+    with pytest.raises(ConfigError, match="standard_seeds gives no count for online training"):
+        Safety.seeds(Paradigm.ONLINE)
 
 
 def test_naming_a_task_s_only_paradigm_is_the_same_run():

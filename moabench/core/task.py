@@ -16,7 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from moabench.core.algorithm import Algorithm, Paradigm, SteerableMethod
-from moabench.core.errors import validate_params
+from moabench.core.errors import ConfigError, validate_params
 from moabench.core.registry import Registrable, Registry
 
 #: Hypervolume reference point in the normalised minimisation space (ideal = 0, nadir = 1).
@@ -111,7 +111,14 @@ class Task(Registrable):
     def seeds(cls, paradigm: Paradigm) -> list[int]:
         """The standard suite's seeds for training in `paradigm`."""
         count = cls.standard_seeds
-        return list(range(count if isinstance(count, int) else count[paradigm.value]))
+        if not isinstance(count, int):
+            if paradigm.value not in count:
+                raise ConfigError(
+                    f"task {cls.name!r}: standard_seeds gives no count for {paradigm.value} "
+                    f"training (it gives: {', '.join(sorted(count)) or 'none'})"
+                )
+            count = count[paradigm.value]
+        return list(range(count))
 
     @property
     def paradigm(self) -> Paradigm:
