@@ -140,13 +140,50 @@ def parse_numbers(text: str, option: str, kind: type = float) -> list[Any]:
         raise UsageError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
 
 
+def _standard_seeds_text() -> str:
+    """The standard suite's seeds per paradigm, as `--seeds` would name them ("0-37 analytic")."""
+    counts = Task.standard_seeds
+    if isinstance(counts, int):
+        return f"0-{counts - 1}"
+    return ", ".join(f"0-{count - 1} {paradigm}" for paradigm, count in counts.items())
+
+
+#: The most seeds one `--seeds` range may hold (a range becomes a list of its seeds).
+MOST_SEEDS_IN_A_RANGE = 100_000
+
+
 def parse_seeds(text: str) -> list[int]:
-    """`--seeds 0,1,2` -> [0, 1, 2]; each 0 <= seed < 2**32."""
-    seeds = parse_numbers(text, "--seeds", int)
+    """`--seeds 0,1,2` -> [0, 1, 2], `--seeds 0-2,7` -> [0, 1, 2, 7] (a range includes both
+    ends, and holds at most `MOST_SEEDS_IN_A_RANGE`); each 0 <= seed < 2**32."""
+    seeds: list[int] = []
+    for item in filter(None, (item.strip() for item in text.split(","))):
+        low, dash, high = (part.strip() for part in item.partition("-"))
+        if dash and low.isdecimal() and high.isdecimal():
+            seeds += _seed_range(text, item, int(low), int(high))
+            continue
+        try:
+            seeds.append(int(item))
+        except ValueError:
+            raise UsageError(
+                f"--seeds {text!r}: expected comma-separated seeds or ranges (0,3,5-9), "
+                f"got {item!r}"
+            ) from None
     out_of_range = [seed for seed in seeds if not 0 <= seed < SEED_LIMIT]
     if out_of_range:
         raise UsageError(f"--seeds {text!r}: a seed is 0 <= seed < 2**32, got {out_of_range[0]}")
     return seeds
+
+
+def _seed_range(text: str, item: str, low: int, high: int) -> range:
+    """The seeds of `item`, "low-high" with both ends included, of `--seeds text`."""
+    if low > high:
+        raise UsageError(f"--seeds {text!r}: the range {item!r} is empty (write it low-high)")
+    if high - low + 1 > MOST_SEEDS_IN_A_RANGE:
+        raise UsageError(
+            f"--seeds {text!r}: the range {item!r} holds {high - low + 1:,} seeds, more than "
+            f"{MOST_SEEDS_IN_A_RANGE:,}"
+        )
+    return range(low, high + 1)
 
 
 # --- progress: a run's steps, a sweep's runs ----------------------------------------------------
@@ -549,8 +586,8 @@ def sweep(
     seeds: Annotated[
         str | None,
         typer.Option(
-            help="comma-separated seeds, 0 <= seed < 2**32 [each task's standard seeds: 0-9 "
-            "analytic, 0-4 language]"
+            help="comma-separated seeds or ranges (0,3,5-9), 0 <= seed < 2**32 [each task's "
+            f"standard seeds; the built-in tasks': {_standard_seeds_text()}]"
         ),
     ] = None,
     partitions: Annotated[

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from moabench.cli import parse_seeds
 from moabench.runs.records import load_records
 
 
@@ -79,7 +80,13 @@ def test_same_config_and_seed_give_the_same_numbers(cli, tmp_path):
         (["run", "--algo", "gapo", "--task", "zdt1", "--param", "p"], "expected NAME=VALUE"),
         (["run", "--algo", "gapo", "--task", "zdt1", "--task-param", "steps=-1"], "field 'steps'"),
         (["sweep", "--algo", "ls,rac0"], "unknown algorithm 'rac0'. Did you mean raco"),
-        (["sweep", "--task", "zdt1", "--seeds", "x"], "expected comma-separated ints"),
+        (["sweep", "--task", "zdt1", "--seeds", "x"], "expected comma-separated seeds or ranges"),
+        (["sweep", "--task", "zdt1", "--seeds", "0,1-"], "got '1-'"),
+        (["sweep", "--task", "zdt1", "--seeds", "--1"], "got '--1'"),
+        (["sweep", "--task", "zdt1", "--seeds", "-1"], "0 <= seed < 2**32, got -1"),
+        (["sweep", "--task", "zdt1", "--seeds", "5-2"], "the range '5-2' is empty"),
+        (["sweep", "--task", "zdt1", "--seeds", "4294967290-4294967296"], "got 4294967296"),
+        (["sweep", "--task", "zdt1", "--seeds", "0-4294967295"], "more than 100,000"),
     ],
 )
 def test_bad_input_is_one_error_line_and_exit_2(cli, tmp_path, args, message):
@@ -88,6 +95,14 @@ def test_bad_input_is_one_error_line_and_exit_2(cli, tmp_path, args, message):
     assert message in result.stderr
     assert "Traceback" not in result.output
     assert not list(tmp_path.glob("*.json"))
+
+
+@pytest.mark.parametrize(
+    ("text", "seeds"),
+    [("0,1,2", [0, 1, 2]), ("0-2,7", [0, 1, 2, 7]), (" 3 - 4 ,", [3, 4]), ("5-5", [5])],
+)
+def test_seeds_are_listed_or_given_as_ranges_with_both_ends(text, seeds):
+    assert parse_seeds(text) == seeds
 
 
 def test_a_preference_not_summing_to_one_is_normalised_with_a_notice(cli, tmp_path):
