@@ -133,19 +133,16 @@ def parse_assignments(assignments: list[str] | None, option: str) -> dict[str, A
     return parsed
 
 
-def parse_numbers(text: str, option: str, kind: type = float) -> list[Any]:
+def parse_numbers(text: str, option: str) -> list[float]:
     try:
-        return [kind(item) for item in text.split(",") if item.strip()]
+        return [float(item) for item in text.split(",") if item.strip()]
     except ValueError:
-        raise UsageError(f"{option} {text!r}: expected comma-separated {kind.__name__}s") from None
+        raise UsageError(f"{option} {text!r}: expected comma-separated floats") from None
 
 
 def _standard_seeds_text() -> str:
     """The standard suite's seeds per paradigm, as `--seeds` would name them ("0-37 analytic")."""
-    counts = Task.standard_seeds
-    if isinstance(counts, int):
-        return f"0-{counts - 1}"
-    return ", ".join(f"0-{count - 1} {paradigm}" for paradigm, count in counts.items())
+    return ", ".join(f"0-{len(Task.seeds(paradigm)) - 1} {paradigm.value}" for paradigm in Paradigm)
 
 
 #: The most seeds one `--seeds` range may hold (a range becomes a list of its seeds).
